@@ -1,0 +1,127 @@
+"""One validated ``Settings`` object, read once at start-up.
+
+Sources, highest priority first: constructor arguments, ``KEFU_*`` environment variables, the TOML
+file named by ``KEFU_CONFIG`` (keys without the prefix), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from kefu.errors import ConfigError
+
+PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-secret-change-me"}
+DEMO_SHOP_DIR = Path(__file__).parent / "demo_shop"
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "kefu"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kefu"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEFU_", extra="forbid", validate_default=True)
+
+    environment: Literal["development", "production", "test"] = "development"
+    secret_key: str = "dev-secret-change-me"
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    database_url: str = ""  # empty → sqlite:///<data_dir>/kefu.db
+    redis_url: str = ""  # empty → sessions in the database
+
+    # Model
+    llm: Literal["local", "openai", "scripted", "none"] = "local"
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_api_key: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_max_tokens: int = Field(default=400, ge=16, le=8192)
+    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    local_model_path: Path | None = None  # any GGUF; empty → the bundled Qwen2.5-Coder-0.5B
+    local_n_ctx: int = Field(default=4096, ge=512)
+    local_threads: int = Field(default=0, ge=0)  # 0 → all cores
+    scripted_replies: list[str] = Field(default_factory=list)  # KEFU_LLM=scripted, JSON list
+
+    # Conversation
+    session_window_turns: int = Field(default=5, ge=1, le=50)
+    session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    max_message_chars: int = Field(default=4000, ge=1)
+    shop_name: str = "小铺优选"
+
+    # Knowledge base
+    kb_dir: Path = DEMO_SHOP_DIR  # folder with docs/*.md and faq/*.json
+    kb_index_dir: Path | None = None  # empty → <data_dir>/index
+    faq_direct_threshold: float = Field(default=0.93, ge=0, le=1)
+    grounded_threshold: float = Field(default=0.80, ge=0, le=1)
+    retrieval_top_k: int = Field(default=4, ge=1, le=20)
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("KEFU_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.environment == "production" and self.secret_key in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "KEFU_SECRET_KEY is a placeholder; set it to a random value in production "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if self.llm == "openai" and not self.llm_base_url:
+            raise ValueError("KEFU_LLM=openai needs KEFU_LLM_BASE_URL (e.g. http://127.0.0.1:8001/v1)")
+        if self.grounded_threshold > self.faq_direct_threshold:
+            raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")
+        return self
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'kefu.db'}"
+
+    @cached_property
+    def effective_index_dir(self) -> Path:
+        return self.kb_index_dir or self.data_dir / "index"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate settings; a bad value raises ``ConfigError`` naming the variable."""
+    if os.environ.get("KEFU_CONFIG") and not Path(os.environ["KEFU_CONFIG"]).is_file():
+        raise ConfigError(f"KEFU_CONFIG points to {os.environ['KEFU_CONFIG']!r}, which is not a file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = "_".join(str(p) for p in err["loc"]).upper()
+            name = f"KEFU_{loc}" if loc else "settings"
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration — " + "; ".join(lines)) from None
