@@ -1,0 +1,1 @@
+"""Evaluations on data written outside the project (``kefu eval …``)."""
