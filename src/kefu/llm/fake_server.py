@@ -1,0 +1,303 @@
+"""A fake OpenAI-compatible chat server for tests, demos and benchmarks.
+
+It speaks the OpenAI wire format closely enough for the official ``openai`` client:
+
+* ``POST /v1/chat/completions`` — non-streaming, or SSE streaming in the OpenAI chunk format
+  (a role chunk, one chunk per token-sized piece, a chunk with ``finish_reason``, a final chunk
+  with ``choices: []`` and ``usage`` when ``stream_options.include_usage``, then ``[DONE]``).
+  Replies come from the ``replies`` queue, else ``kefu.llm.text.scripted_reply``; ``max_tokens``
+  truncates (``finish_reason: "length"``) and ``stop`` strings cut the reply.
+* ``GET /v1/models`` — one model, ``fake-model``.
+* ``latency_ms`` delays the first token; ``tokens_per_second`` (0 = unlimited) paces the rest.
+* ``api_key`` (optional) makes every ``/v1`` call without ``Authorization: Bearer <api_key>`` a 401.
+
+Control endpoints (no auth):
+
+* ``POST /_fake/fail {"status": 500, "times": 2}`` — the next N chat calls fail with that status.
+* ``POST /_fake/replies {"replies": ["…"]}`` — enqueue replies.
+* ``POST /_fake/config {"latency_ms": 0, "tokens_per_second": 0, "send_usage": true}`` — change
+  pacing; ``send_usage: false`` imitates servers that never report usage.
+* ``GET /_fake/requests`` — ``{"requests": [<every chat request body>]}``; ``POST /_fake/reset``.
+
+``FakeServer`` runs the app with uvicorn in a background thread on a free port (tests,
+benchmarks); ``run_fake_server`` runs it in the foreground (``kefu fake-llm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from kefu.llm.base import Message
+from kefu.llm.text import estimate_prompt_tokens, pieces, scripted_reply
+
+FAKE_MODEL = "fake-model"
+
+
+@dataclass
+class FakeState:
+    latency_ms: float = 0
+    tokens_per_second: float = 0
+    api_key: str | None = None
+    send_usage: bool = True
+    replies: deque[str] = field(default_factory=deque)
+    failures: deque[int] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    initial: tuple[float, float] = (0, 0)  # (latency_ms, tokens_per_second) restored by reset
+
+
+def create_fake_openai_app(
+    latency_ms: float = 0,
+    tokens_per_second: float = 0,
+    replies: list[str] | None = None,
+    api_key: str | None = None,
+) -> Starlette:
+    """Build the fake server; its ``FakeState`` is ``app.state.fake``."""
+    state = FakeState(latency_ms, tokens_per_second, api_key, replies=deque(replies or []))
+    state.initial = (latency_ms, tokens_per_second)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", _chat, methods=["POST"]),
+            Route("/v1/models", _models, methods=["GET"]),
+            Route("/_fake/fail", _fail, methods=["POST"]),
+            Route("/_fake/replies", _enqueue, methods=["POST"]),
+            Route("/_fake/config", _configure, methods=["POST"]),
+            Route("/_fake/requests", _requests, methods=["GET"]),
+            Route("/_fake/reset", _reset, methods=["POST"]),
+        ]
+    )
+    app.state.fake = state
+    return app
+
+
+def run_fake_server(
+    host: str = "127.0.0.1", port: int = 8001, latency_ms: float = 0, tokens_per_second: float = 0
+) -> None:
+    """Serve the fake app until interrupted (the ``kefu fake-llm`` command)."""
+    app = create_fake_openai_app(latency_ms=latency_ms, tokens_per_second=tokens_per_second)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+class FakeServer:
+    """The fake app served by uvicorn in a daemon thread on a free port.
+
+    with FakeServer(replies=["好的"]) as server:
+        model = OpenAICompatModel(server.base_url, "k", "fake-model")
+    """
+
+    def __init__(self, host: str = "127.0.0.1", **app_options: Any) -> None:
+        self.app = create_fake_openai_app(**app_options)
+        self.state: FakeState = self.app.state.fake
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, 0))
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1"
+
+    def start(self) -> FakeServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the fake OpenAI server did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+    def reset(self) -> None:
+        _reset_state(self.state)
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- /v1 -------------------------------------------------------------------------------------
+
+
+async def _chat(request: Request) -> Response:
+    state: FakeState = request.app.state.fake
+    denied = _check_key(request, state)
+    if denied:
+        return denied
+    body = await request.json()
+    state.requests.append(body)
+    if state.failures:
+        return _error(state.failures.popleft(), "fake failure (POST /_fake/fail)", "server_error")
+    text, finish = _reply_for(body, state)
+    usage = _usage(body, text)
+    await asyncio.sleep(state.latency_ms / 1000)
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and state.send_usage
+        events = _sse(body, text, finish, usage if include_usage else None, state.tokens_per_second)
+        return StreamingResponse(events, media_type="text/event-stream")
+    if state.tokens_per_second:
+        await asyncio.sleep(len(pieces(text)) / state.tokens_per_second)
+    payload = _completion(body, text, finish, usage if state.send_usage else None)
+    return JSONResponse(payload)
+
+
+async def _models(request: Request) -> Response:
+    denied = _check_key(request, request.app.state.fake)
+    if denied:
+        return denied
+    model = {"id": FAKE_MODEL, "object": "model", "created": 0, "owned_by": "kefu-fake"}
+    return JSONResponse({"object": "list", "data": [model]})
+
+
+def _check_key(request: Request, state: FakeState) -> Response | None:
+    if state.api_key is None or request.headers.get("authorization") == f"Bearer {state.api_key}":
+        return None
+    return _error(401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key")
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def _reply_for(body: dict[str, Any], state: FakeState) -> tuple[str, str]:
+    messages = [Message(m.get("role", "user"), _content(m.get("content"))) for m in body.get("messages", [])]
+    text = state.replies.popleft() if state.replies else scripted_reply(messages)
+    stops = body.get("stop") or []
+    for stop in [stops] if isinstance(stops, str) else stops:
+        text = text.split(stop, 1)[0]
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    parts = pieces(text)
+    if limit and len(parts) > limit:
+        return "".join(parts[:limit]), "length"
+    return text, "stop"
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
+    messages = [Message("user", _content(m.get("content"))) for m in body.get("messages", [])]
+    prompt, completion = estimate_prompt_tokens(messages), len(pieces(text))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _envelope(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-fake-{id(body):x}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": body.get("model") or FAKE_MODEL,
+        "system_fingerprint": "fp_kefu_fake",
+    }
+
+
+def _completion(body: dict[str, Any], text: str, finish: str, usage: dict[str, int] | None) -> dict[str, Any]:
+    message = {"role": "assistant", "content": text, "refusal": None}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    return {**_envelope(body, "chat.completion"), "choices": [choice], "usage": usage}
+
+
+async def _sse(
+    body: dict[str, Any], text: str, finish: str, usage: dict[str, int] | None, tokens_per_second: float
+) -> AsyncIterator[str]:
+    base = _envelope(body, "chat.completion.chunk")
+    extra: dict[str, Any] = {"usage": None} if usage is not None else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _event({**base, "choices": [choice], **extra})
+
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    for number, part in enumerate(pieces(text)):
+        if tokens_per_second and number:
+            await asyncio.sleep(1 / tokens_per_second)
+        yield chunk({"content": part})
+    yield chunk({}, finish)
+    if usage is not None:
+        yield _event({**base, "choices": [], "usage": usage})
+    yield "data: [DONE]\n\n"
+
+
+def _event(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+# --- /_fake control ---------------------------------------------------------------------------
+
+
+async def _fail(request: Request) -> Response:
+    body = await request.json()
+    state: FakeState = request.app.state.fake
+    state.failures.extend([int(body.get("status", 500))] * int(body.get("times", 1)))
+    return JSONResponse({"pending_failures": list(state.failures)})
+
+
+async def _enqueue(request: Request) -> Response:
+    body = await request.json()
+    state: FakeState = request.app.state.fake
+    state.replies.extend(str(r) for r in body.get("replies", []))
+    return JSONResponse({"queued": len(state.replies)})
+
+
+async def _configure(request: Request) -> Response:
+    body = await request.json()
+    state: FakeState = request.app.state.fake
+    state.latency_ms = float(body.get("latency_ms", state.latency_ms))
+    state.tokens_per_second = float(body.get("tokens_per_second", state.tokens_per_second))
+    state.send_usage = bool(body.get("send_usage", state.send_usage))
+    return JSONResponse({"latency_ms": state.latency_ms, "tokens_per_second": state.tokens_per_second})
+
+
+async def _requests(request: Request) -> Response:
+    return JSONResponse({"requests": request.app.state.fake.requests})
+
+
+async def _reset(request: Request) -> Response:
+    _reset_state(request.app.state.fake)
+    return JSONResponse({"ok": True})
+
+
+def _reset_state(state: FakeState) -> None:
+    state.replies.clear()
+    state.failures.clear()
+    state.requests.clear()
+    state.send_usage = True
+    state.latency_ms, state.tokens_per_second = state.initial
