@@ -1,0 +1,566 @@
+/* kefu customer chat — plain JavaScript, no framework, no build step, no network beyond the kefu API.
+ *
+ * Talks to:  POST /v1/conversations                      → {id}
+ *            POST /v1/conversations/{id}/messages         → text/event-stream (meta, citations, delta, done, error)
+ *            GET  /v1/conversations/{id}/messages         → {data: [...], count}
+ * All server text is put in the page through textContent (never innerHTML).
+ */
+(function () {
+  "use strict";
+
+  const I18N = {
+    zh: {
+      title: "{shop} 在线客服",
+      newChat: "新对话",
+      langToggle: "English",
+      langToggleLabel: "Switch to English",
+      logLabel: "对话记录",
+      inputLabel: "输入您的问题",
+      placeholder: "请输入您的问题…",
+      inputHint: "按 Enter 发送，Shift+Enter 换行",
+      send: "发送",
+      welcome: "您好，欢迎来到{shop}！我是在线客服，可以为您解答配送、退换货、订单等问题。",
+      sources: "参考来源",
+      typing: "客服正在输入…",
+      networkError: "抱歉，暂时连接不上客服服务，请检查网络后再试一次。",
+      genericError: "抱歉，出了点问题，请稍后再试。",
+      tooLong: "消息太长了，请控制在 {max} 字以内。",
+      interrupted: "回答中断了，请重新发送一次。",
+      citeLabel: "查看来源 {n}",
+    },
+    en: {
+      title: "{shop} Support",
+      newChat: "New chat",
+      langToggle: "中文",
+      langToggleLabel: "切换到中文",
+      logLabel: "Conversation",
+      inputLabel: "Type your question",
+      placeholder: "Type your question…",
+      inputHint: "Enter sends, Shift+Enter adds a new line",
+      send: "Send",
+      welcome: "Hi, welcome to {shop}! I can help with shipping, returns, orders and more.",
+      sources: "Sources",
+      typing: "Agent is typing…",
+      networkError: "Sorry, we can't reach the support service right now. Please check your connection and try again.",
+      genericError: "Sorry, something went wrong. Please try again later.",
+      tooLong: "That message is too long; please keep it under {max} characters.",
+      interrupted: "The answer was cut off; please send your message again.",
+      citeLabel: "Show source {n}",
+    },
+  };
+
+  const STORE_LANG = "kefu.lang";
+  const STORE_CONVERSATION = "kefu.conversation";
+  const DEFAULT_SHOP = "小铺优选";
+  const DEFAULT_MAX = 4000;
+  const MARKER = /\[(\d{1,3})\]/g;
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    title: $("title"),
+    log: $("log"),
+    logWrap: $("log-wrap"),
+    form: $("composer"),
+    input: $("message-input"),
+    send: $("send-button"),
+    count: $("char-count"),
+    newChat: $("new-chat"),
+    langToggle: $("lang-toggle"),
+  };
+
+  const config = {
+    shop: metaContent("kefu-shop-name") || DEFAULT_SHOP,
+    maxChars: parseInt(metaContent("kefu-max-chars"), 10) || DEFAULT_MAX,
+    apiBase: (metaContent("kefu-api-base") || "").replace(/\/$/, ""),
+  };
+
+  const state = {
+    lang: readStorage(localStorage, STORE_LANG) === "en" ? "en" : "zh",
+    conversationId: readStorage(sessionStorage, STORE_CONVERSATION),
+    busy: false,
+    abort: null,
+    seq: 0,
+  };
+
+  // ---------- small helpers ----------
+
+  function metaContent(name) {
+    const node = document.querySelector(`meta[name="${name}"]`);
+    const value = node ? node.getAttribute("content").trim() : "";
+    return value.includes("{{") ? "" : value; // an unfilled server template counts as empty
+  }
+
+  function readStorage(store, key) {
+    try { return store.getItem(key); } catch (_) { return null; }
+  }
+
+  function writeStorage(store, key, value) {
+    try {
+      if (value === null) store.removeItem(key); else store.setItem(key, value);
+    } catch (_) { /* private mode: keep working without persistence */ }
+  }
+
+  function t(key, vars) {
+    const table = I18N[state.lang] || I18N.zh;
+    let text = table[key] !== undefined ? table[key] : I18N.zh[key];
+    const all = Object.assign({ shop: config.shop, max: config.maxChars }, vars || {});
+    for (const name of Object.keys(all)) text = text.split(`{${name}}`).join(String(all[name]));
+    return text;
+  }
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else node.setAttribute(name, value);
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  function charCount(text) {
+    return Array.from(text).length; // code points, as the server counts them
+  }
+
+  // ---------- language ----------
+
+  function applyLang() {
+    document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    ui.title.textContent = t("title");
+    ui.langToggle.setAttribute("lang", state.lang === "zh" ? "en" : "zh-CN");
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    for (const node of document.querySelectorAll("[data-i18n-placeholder]")) {
+      node.setAttribute("placeholder", t(node.dataset.i18nPlaceholder));
+    }
+    for (const node of document.querySelectorAll("[data-i18n-aria-label]")) {
+      node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
+    }
+  }
+
+  function toggleLang() {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    writeStorage(localStorage, STORE_LANG, state.lang);
+    applyLang();
+  }
+
+  // ---------- rendering ----------
+
+  function nearBottom() {
+    const w = ui.logWrap;
+    return w.scrollHeight - w.scrollTop - w.clientHeight < 80;
+  }
+
+  function keepScrolled(wasNearBottom) {
+    if (wasNearBottom) ui.logWrap.scrollTop = ui.logWrap.scrollHeight;
+  }
+
+  function addBubble(role, text, i18nKey) {
+    const stick = nearBottom();
+    const bubble = el("div", { class: "bubble" });
+    if (i18nKey) bubble.dataset.i18n = i18nKey;
+    bubble.textContent = text;
+    const item = el("li", { class: "msg", "data-testid": "message", "data-role": role }, [bubble]);
+    ui.log.append(item);
+    keepScrolled(stick || role === "user");
+    return { item, bubble };
+  }
+
+  /** Fill `bubble` with `text`, turning [n] into superscript links to citation n when it exists. */
+  function renderAnswer(bubble, text, key, known) {
+    bubble.replaceChildren();
+    let last = 0;
+    for (const match of text.matchAll(MARKER)) {
+      const n = Number(match[1]);
+      if (!known.has(n)) continue;
+      bubble.append(text.slice(last, match.index));
+      const link = el("a", {
+        class: "cite-link", href: `#${citeId(key, n)}`, "aria-label": t("citeLabel", { n }),
+        "data-cite": String(n), text: `[${n}]`,
+      });
+      bubble.append(el("sup", {}, [link]));
+      last = match.index + match[0].length;
+    }
+    bubble.append(text.slice(last));
+  }
+
+  function citeId(key, n) {
+    return `cite-${key}-${n}`;
+  }
+
+  function sectionLabel(citation) {
+    const title = citation.title || citation.source || "";
+    let section = citation.section || "";
+    if (section.startsWith(`${title} > `)) section = section.slice(title.length + 3);
+    if (section === title) section = "";
+    return { title, section };
+  }
+
+  function renderCitation(citation, key) {
+    const { title, section } = sectionLabel(citation);
+    const summary = el("summary", {}, [
+      el("span", { class: "num", text: `[${citation.index}]` }),
+      el("span", { class: "ctitle", text: title }),
+    ]);
+    if (section) summary.append(el("span", { class: "section", text: ` · ${section}` }));
+    const details = el("details", {}, [summary]);
+    if (citation.snippet) details.append(el("p", { class: "snippet", text: citation.snippet }));
+    if (citation.source) details.append(el("span", { class: "source", text: citation.source }));
+    return el("li", {
+      class: "citation", id: citeId(key, citation.index), "data-testid": "citation",
+      "data-index": String(citation.index), "data-chunk-id": citation.chunk_id || "",
+      "data-section": citation.section || "", "data-source": citation.source || "",
+    }, [details]);
+  }
+
+  function openCitation(event) {
+    const link = event.target.closest(".cite-link");
+    if (!link) return;
+    event.preventDefault();
+    const target = document.getElementById(link.getAttribute("href").slice(1));
+    if (!target) return;
+    const details = target.querySelector("details");
+    if (details) details.open = true;
+    target.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    target.classList.remove("flash");
+    void target.offsetWidth; // restart the highlight
+    target.classList.add("flash");
+    setTimeout(() => target.classList.remove("flash"), 1600);
+    const summary = target.querySelector("summary");
+    if (summary) summary.focus({ preventScroll: true });
+  }
+
+  /** An assistant bubble that fills in as events arrive. */
+  class AnswerView {
+    constructor() {
+      this.key = String(++state.seq);
+      this.text = "";
+      this.citations = [];
+      this.finished = false;
+      const { item, bubble } = addBubble("assistant", "");
+      this.item = item;
+      this.bubble = bubble;
+      this.item.dataset.state = "streaming";
+      this.list = null;
+      this.showTyping();
+    }
+
+    showTyping() {
+      const dots = el("span", { class: "typing", "data-testid": "typing", role: "status" }, [
+        el("span"), el("span"), el("span"),
+        el("span", { class: "visually-hidden", "data-i18n": "typing", text: t("typing") }),
+      ]);
+      this.bubble.replaceChildren(dots);
+    }
+
+    setMeta(meta) {
+      if (meta.message_id) this.item.dataset.messageId = meta.message_id;
+      if (meta.answer_kind) this.item.dataset.answerKind = meta.answer_kind;
+    }
+
+    setCitations(citations) {
+      this.citations = Array.isArray(citations) ? citations : [];
+      const stick = nearBottom();
+      if (this.list) this.list.remove();
+      if (this.label) this.label.remove();
+      this.list = null;
+      this.label = null;
+      if (this.citations.length) {
+        this.label = el("div", { class: "citations-label", "data-i18n": "sources", text: t("sources") });
+        this.list = el("ol", { class: "citations" }, this.citations.map((c) => renderCitation(c, this.key)));
+        this.item.append(this.label, this.list);
+      }
+      if (this.text) this.render();
+      keepScrolled(stick);
+    }
+
+    append(text) {
+      this.text += text;
+      if (this.pending) return;
+      this.pending = requestAnimationFrame(() => { this.pending = 0; this.render(); });
+    }
+
+    render() {
+      const stick = nearBottom();
+      const known = new Set(this.citations.map((c) => Number(c.index)));
+      renderAnswer(this.bubble, this.text, this.key, known);
+      keepScrolled(stick);
+    }
+
+    finish(message) {
+      this.finished = true;
+      if (this.pending) cancelAnimationFrame(this.pending);
+      this.pending = 0;
+      if (message) {
+        this.text = message.content || this.text;
+        if (message.id) this.item.dataset.messageId = message.id;
+        if (message.answer_kind) this.item.dataset.answerKind = message.answer_kind;
+        if (Array.isArray(message.citations)) this.setCitations(message.citations);
+      }
+      this.render();
+      this.item.dataset.state = "done";
+    }
+
+    /** Keep a partial answer; drop an empty bubble. */
+    abandon() {
+      if (this.pending) cancelAnimationFrame(this.pending);
+      this.pending = 0;
+      if (this.text) { this.render(); this.item.dataset.state = "interrupted"; } else this.item.remove();
+    }
+  }
+
+  function showError(message) {
+    const { item } = addBubble("error", message);
+    item.setAttribute("role", "alert");
+  }
+
+  function showWelcome() {
+    addBubble("welcome", t("welcome"), "welcome");
+  }
+
+  function showHistoryMessage(message) {
+    if (message.role === "user") { addBubble("user", message.content || ""); return; }
+    if (message.role !== "assistant") return;
+    const view = new AnswerView();
+    view.finish(message);
+  }
+
+  // ---------- API ----------
+
+  class ApiError extends Error {
+    constructor(message, status, code) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function request(path, options) {
+    let response;
+    try {
+      response = await fetch(`${config.apiBase}${path}`, options);
+    } catch (err) {
+      if (err && err.name === "AbortError") throw err;
+      throw new ApiError(t("networkError"), 0, "network");
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return response;
+  }
+
+  async function errorFrom(response) {
+    let body = null;
+    try { body = await response.json(); } catch (_) { /* not JSON */ }
+    const error = body && body.error ? body.error : {};
+    const fallback = response.status === 413 ? t("tooLong") : t("genericError");
+    return new ApiError(error.message || fallback, response.status, error.code || "http_" + response.status);
+  }
+
+  function postJson(path, body, signal) {
+    return request(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream, application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+  }
+
+  async function ensureConversation(signal) {
+    if (state.conversationId) return state.conversationId;
+    const response = await postJson("/v1/conversations", { channel: "web" }, signal);
+    const body = await response.json();
+    state.conversationId = body.id;
+    writeStorage(sessionStorage, STORE_CONVERSATION, body.id);
+    return body.id;
+  }
+
+  function forgetConversation() {
+    state.conversationId = null;
+    writeStorage(sessionStorage, STORE_CONVERSATION, null);
+  }
+
+  async function postMessage(text, signal) {
+    const id = await ensureConversation(signal);
+    const path = `/v1/conversations/${encodeURIComponent(id)}/messages`;
+    try {
+      return await postJson(path, { content: text, stream: true }, signal);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 404) throw err;
+      forgetConversation(); // the server no longer knows it (e.g. a new database): start afresh once
+      const fresh = await ensureConversation(signal);
+      return postJson(`/v1/conversations/${encodeURIComponent(fresh)}/messages`, { content: text, stream: true }, signal);
+    }
+  }
+
+  // ---------- server-sent events over fetch (EventSource cannot POST) ----------
+
+  function takeLine(buffer, final) {
+    const i = buffer.search(/[\r\n]/);
+    if (i < 0) return null;
+    if (buffer[i] === "\r" && i === buffer.length - 1 && !final) return null; // maybe "\r\n" split
+    const skip = buffer[i] === "\r" && buffer[i + 1] === "\n" ? 2 : 1;
+    return [buffer.slice(0, i), buffer.slice(i + skip)];
+  }
+
+  async function readEvents(response, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let name = "message";
+    let data = [];
+    const handleLine = (line) => {
+      if (line === "") {
+        if (data.length) onEvent(name, data.join("\n"));
+        name = "message";
+        data = [];
+        return;
+      }
+      if (line.startsWith(":")) return; // comment / keep-alive ping
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+    };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+        let taken;
+        while ((taken = takeLine(buffer, done))) {
+          buffer = taken[1];
+          handleLine(taken[0]);
+        }
+        if (done) break;
+      }
+    } catch (err) {
+      reader.cancel().catch(() => {}); // stop the download when an event says the answer failed
+      throw err;
+    }
+    if (buffer) handleLine(buffer);
+    handleLine("");
+  }
+
+  function applyEvent(view, name, raw) {
+    let data;
+    try { data = JSON.parse(raw); } catch (_) { return; }
+    if (name === "meta") view.setMeta(data);
+    else if (name === "citations") view.setCitations(data.citations);
+    else if (name === "delta") view.append(data.text || "");
+    else if (name === "done") view.finish(data.message);
+    else if (name === "error") {
+      const error = data.error || {};
+      throw new ApiError(error.message || t("genericError"), 200, error.code || "stream_error");
+    }
+  }
+
+  async function streamAnswer(response, view) {
+    const type = response.headers.get("content-type") || "";
+    if (type.includes("application/json")) {
+      const body = await response.json();
+      view.finish(body.message);
+      return;
+    }
+    await readEvents(response, (name, raw) => applyEvent(view, name, raw));
+    if (!view.finished) {
+      view.abandon();
+      throw new ApiError(t("interrupted"), 200, "interrupted");
+    }
+  }
+
+  // ---------- sending ----------
+
+  function setBusy(busy) {
+    state.busy = busy;
+    ui.log.setAttribute("aria-busy", busy ? "true" : "false");
+    updateComposer();
+  }
+
+  function updateComposer() {
+    const n = charCount(ui.input.value);
+    ui.count.textContent = `${n}/${config.maxChars}`;
+    ui.count.classList.toggle("near", n > config.maxChars * 0.9);
+    ui.send.disabled = state.busy || ui.input.value.trim() === "" || n > config.maxChars;
+  }
+
+  function autosize() {
+    ui.input.style.height = "auto";
+    ui.input.style.height = `${ui.input.scrollHeight + 2}px`;
+  }
+
+  async function send() {
+    const text = ui.input.value.trim();
+    if (state.busy || !text) return;
+    if (charCount(text) > config.maxChars) { showError(t("tooLong")); return; }
+    addBubble("user", text);
+    ui.input.value = "";
+    autosize();
+    setBusy(true);
+    const controller = new AbortController();
+    state.abort = controller;
+    const view = new AnswerView();
+    try {
+      const response = await postMessage(text, controller.signal);
+      await streamAnswer(response, view);
+    } catch (err) {
+      if (err && err.name === "AbortError") return;
+      if (!view.finished) view.abandon();
+      showError(err instanceof ApiError ? err.message : t("genericError"));
+    } finally {
+      if (state.abort === controller) {
+        state.abort = null;
+        setBusy(false);
+        ui.input.focus();
+      }
+    }
+  }
+
+  function newChat() {
+    if (state.abort) state.abort.abort();
+    state.abort = null;
+    forgetConversation();
+    ui.log.replaceChildren();
+    setBusy(false);
+    showWelcome();
+    ui.input.value = "";
+    autosize();
+    updateComposer();
+    ui.input.focus();
+  }
+
+  async function loadHistory() {
+    showWelcome();
+    if (!state.conversationId) return;
+    const id = state.conversationId;
+    try {
+      const response = await request(`/v1/conversations/${encodeURIComponent(id)}/messages`, {
+        headers: { Accept: "application/json" },
+      });
+      const body = await response.json();
+      for (const message of body.data || []) showHistoryMessage(message);
+      ui.logWrap.scrollTop = ui.logWrap.scrollHeight;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) forgetConversation();
+      else if (err instanceof ApiError) showError(err.message);
+    }
+  }
+
+  // ---------- wiring ----------
+
+  ui.input.setAttribute("maxlength", String(config.maxChars));
+  ui.form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
+  ui.input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault(); // Enter sends; Shift+Enter and IME composition keep their newline / candidate
+    send();
+  });
+  ui.input.addEventListener("input", () => { autosize(); updateComposer(); });
+  ui.newChat.addEventListener("click", newChat);
+  ui.langToggle.addEventListener("click", toggleLang);
+  ui.log.addEventListener("click", openCitation);
+
+  applyLang();
+  updateComposer();
+  loadHistory().finally(() => { document.body.dataset.ready = "true"; });
+})();
