@@ -52,3 +52,12 @@ class Embedder(Protocol):
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalised."""
         ...
+
+
+class Retriever(Protocol):
+    """What the dialog layer needs from a knowledge base."""
+
+    @property
+    def version(self) -> str: ...
+
+    def search(self, query: str, k: int = 4) -> Retrieval: ...

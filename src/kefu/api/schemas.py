@@ -1,0 +1,87 @@
+"""Request and response bodies of the HTTP API (one schema family per entity)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kefu.storage.base import ConversationRecord, MessageRecord
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: Literal["web", "api", "cli"] = "api"
+    external_user: str | None = Field(default=None, max_length=200)
+
+
+class ConversationPublic(BaseModel):
+    id: str
+    channel: str
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: ConversationRecord) -> ConversationPublic:
+        return cls(id=record.id, channel=record.channel, status=record.status, created_at=record.created_at)
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str
+    stream: bool = False
+
+
+class MessagePublic(BaseModel):
+    id: str
+    role: str
+    content: str
+    created_at: datetime
+    status: str
+    answer_kind: str | None = None
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, record: MessageRecord) -> MessagePublic:
+        return cls(
+            id=record.id,
+            role=record.role,
+            content=record.content,
+            created_at=record.created_at,
+            status=record.status,
+            answer_kind=record.answer_kind,
+            citations=record.citations,
+        )
+
+
+class MessageReply(BaseModel):
+    message: MessagePublic
+
+
+class MessagesPublic(BaseModel):
+    data: list[MessagePublic]
+    count: int
+
+
+# --- OpenAI-compatible chat completions -------------------------------------------------------------
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown OpenAI parameters are accepted and ignored
+    model: str = "kefu"
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    stream: bool = False
+    user: str | None = Field(default=None, max_length=200)

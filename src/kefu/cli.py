@@ -1,0 +1,121 @@
+"""The ``kefu`` command line. Errors are printed as one red line that names the fix (exit code 2)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from kefu import __version__
+from kefu.config import Settings, load_settings
+from kefu.errors import KefuError
+
+app = typer.Typer(
+    name="kefu",
+    help="kefu (客服): self-hosted, Chinese-first LLM customer service.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KefuError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from kefu.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = host or settings.host, port or settings.port
+    err.print(f"kefu {__version__} — model: {settings.llm}, knowledge base: {settings.kb_dir}")
+    err.print(f"web chat: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default KEFU_HOST, 127.0.0.1).")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to listen on (default KEFU_PORT, 8000).")]
+
+
+@app.command()
+@friendly_errors
+def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Run the API and web chat with the configured settings (KEFU_* variables)."""
+    _serve(load_settings(), host, port)
+
+
+@app.command()
+@friendly_errors
+def demo(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Run the demo shop: bundled knowledge pack and, unless KEFU_LLM says otherwise, the local model."""
+    _serve(load_settings(), host, port)
+
+
+@app.command()
+@friendly_errors
+def chat(
+    url: Annotated[str, typer.Option(help="Base URL of a running kefu.")] = "http://127.0.0.1:8000",
+    lang: Annotated[str, typer.Option(help="Language of the client's own messages: zh or en.")] = "zh",
+) -> None:
+    """Chat with a running kefu in the terminal (/new starts over, /quit leaves)."""
+    from kefu.chat_client import run_chat
+
+    raise typer.Exit(run_chat(url, lang))
+
+
+@app.command("fake-llm")
+def fake_llm(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8001,
+    latency_ms: Annotated[float, typer.Option(help="Delay before the first token.")] = 0.0,
+    tokens_per_second: Annotated[float, typer.Option(help="Streaming speed; 0 = as fast as possible.")] = 0.0,
+) -> None:
+    """Run a fake OpenAI-compatible server (tests, demos, benchmarks): KEFU_LLM=openai KEFU_LLM_BASE_URL=http://HOST:PORT/v1."""
+    from kefu.llm.testing import run_fake_server
+
+    run_fake_server(host=host, port=port, latency_ms=latency_ms, tokens_per_second=tokens_per_second)
+
+
+eval_app = typer.Typer(help="Measure quality on real data sets (figures, not pass/fail).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+DataOpt = Annotated[Path, typer.Option("--data", help="The evaluation data folder (shared/eval).")]
+
+
+@eval_app.command("pii")
+@friendly_errors
+def eval_pii(data: DataOpt = Path("../shared/eval")) -> None:
+    """PII detection: validator exact match (stdnum vectors) and entity P/R/F1 (presidio synthetic texts)."""
+    from kefu.evals.pii import run_pii_eval
+
+    typer.echo(run_pii_eval(data).format_table())
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="kefu")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Multi-turn memory: the last N turns verbatim plus a rolling summary of older turns.
+
+The summary is extractive (the customer's earlier questions, newest last, capped in length) rather than
+model-written: it costs nothing, cannot hallucinate, and a small local model reads it reliably.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from kefu.storage.base import SessionState, Turn
+
+SUMMARY_MAX_CHARS = 600
+_QUESTION_MAX_CHARS = 80
+
+# A follow-up that only makes sense with the previous question: 「那新疆呢？」, "what about Tibet?"
+_ELLIPTICAL = re.compile(
+    r"^\s*(那|那么|那如果|还有|另外|如果是|换成|呢)|呢[?？]?\s*$|^\s*(and|what about|how about|what if)\b",
+    re.IGNORECASE,
+)
+
+
+def remember(state: SessionState, user: str, assistant: str, window: int) -> SessionState:
+    """Append a turn; turns that fall out of the window are folded into the summary."""
+    turns = [*state.turns, Turn(user=user, assistant=assistant)]
+    summary = state.summary
+    while len(turns) > window:
+        summary = _fold(summary, turns.pop(0))
+    return SessionState(
+        session_id=state.session_id,
+        conversation_id=state.conversation_id,
+        turns=turns,
+        summary=summary,
+        updated_at=time.time(),
+    )
+
+
+def _fold(summary: str, turn: Turn) -> str:
+    question = turn.user.strip().replace("\n", " ")[:_QUESTION_MAX_CHARS]
+    lines = [*summary.splitlines(), f"- {question}"] if summary else [f"- {question}"]
+    while len("\n".join(lines)) > SUMMARY_MAX_CHARS and len(lines) > 1:
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def is_follow_up(text: str) -> bool:
+    """Short or elliptical messages lean on the previous question for retrieval."""
+    stripped = text.strip()
+    return bool(_ELLIPTICAL.search(stripped)) or len(stripped) <= 6
+
+
+def retrieval_query(state: SessionState, text: str) -> str:
+    """The text to search the knowledge base with: the message, plus the last question for follow-ups."""
+    if state.turns and is_follow_up(text):
+        return f"{state.turns[-1].user} {text}"
+    return text

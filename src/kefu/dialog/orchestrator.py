@@ -1,0 +1,214 @@
+"""One customer message, end to end: validate → redact → persist → route → retrieve → answer → persist.
+
+The customer's message is stored before any model is called, so a crash loses nothing; a model failure
+becomes a polite fallback reply, never an exception at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from anyio import to_thread
+
+from kefu.config import Settings
+from kefu.dialog import prompts
+from kefu.dialog.events import Citations, Delta, Done, Event, Meta
+from kefu.dialog.language import Lang, detect_language
+from kefu.dialog.memory import remember, retrieval_query
+from kefu.dialog.router import route
+from kefu.errors import EmptyMessage, MessageTooLong, ModelError
+from kefu.kb.types import Hit, Retrieval, Retriever
+from kefu.llm.base import ChatModel, ChatRequest, Usage
+from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
+
+log = logging.getLogger("kefu.dialog")
+
+SNIPPET_CHARS = 160
+
+
+def clean_message(text: str, max_chars: int) -> str:
+    stripped = text.strip()
+    if not stripped:
+        raise EmptyMessage("the message is empty — send the customer's question as non-blank text")
+    if len(stripped) > max_chars:
+        raise MessageTooLong(
+            f"the message has {len(stripped)} characters, more than the limit of {max_chars} — "
+            "shorten it or split it into several messages"
+        )
+    return stripped
+
+
+def citation(number: int, hit: Hit) -> dict[str, object]:
+    chunk = hit.chunk
+    return {
+        "index": number,
+        "chunk_id": chunk.id,
+        "doc_id": chunk.doc_id,
+        "kind": chunk.kind,
+        "title": chunk.title,
+        "section": chunk.section,
+        "source": chunk.source,
+        "snippet": chunk.text.strip()[:SNIPPET_CHARS],
+        "score": round(hit.score, 4),
+    }
+
+
+@dataclass
+class _Answer:
+    kind: str
+    hits: list[Hit] = field(default_factory=list)
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    status: str = "ok"
+
+
+@dataclass
+class Assistant:
+    settings: Settings
+    conversations: ConversationStore
+    sessions: SessionStore
+    kb: Retriever | None
+    model: ChatModel | None
+    redact: Callable[[str], str] = lambda text: text
+    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    async def start_conversation(self, channel: str, external_user: str | None = None) -> ConversationRecord:
+        return await to_thread.run_sync(
+            lambda: self.conversations.create_conversation(channel=channel, external_user=external_user)
+        )
+
+    async def conversation_for(self, channel: str, external_user: str) -> ConversationRecord:
+        """The user's open conversation on this channel, created on first contact."""
+        found = await to_thread.run_sync(
+            lambda: self.conversations.find_conversation(channel=channel, external_user=external_user)
+        )
+        return found or await self.start_conversation(channel, external_user)
+
+    async def answer(
+        self, conversation_id: str, text: str, *, history: list[Turn] | None = None
+    ) -> AsyncIterator[Event]:
+        """Answer one customer message, yielding events as the reply is produced.
+
+        ``history`` replaces the stored session (the OpenAI-compatible endpoint without a session key
+        sends the whole conversation each time)."""
+        question = self.redact(clean_message(text, self.settings.max_message_chars))
+        await to_thread.run_sync(lambda: self.conversations.get_conversation(conversation_id))
+        lock = self._locks.setdefault(conversation_id, asyncio.Lock())
+        async with lock:
+            async for event in self._answer_locked(conversation_id, question, history):
+                yield event
+
+    async def _answer_locked(
+        self, conversation_id: str, question: str, history: list[Turn] | None
+    ) -> AsyncIterator[Event]:
+        started = time.perf_counter()
+        user_msg = await to_thread.run_sync(
+            lambda: self.conversations.add_message(conversation_id, "user", question)
+        )
+        state = await self._load_state(conversation_id, history)
+        lang = detect_language(question)
+        plan = await self._plan(state, question, lang)
+        yield Meta(conversation_id=conversation_id, message_id=user_msg.id, answer_kind=plan.kind)
+        cites = [citation(n, hit) for n, hit in enumerate(plan.hits, start=1)]
+        if cites:
+            yield Citations(cites)
+        async for piece in self._produce(plan, state, question, lang):
+            yield Delta(piece)
+        latency_ms = (time.perf_counter() - started) * 1000
+        record = await to_thread.run_sync(
+            lambda: self.conversations.add_message(
+                conversation_id,
+                "assistant",
+                plan.text,
+                status=plan.status,
+                answer_kind=plan.kind,
+                citations=cites,
+                model=plan.model,
+                prompt_tokens=plan.usage.prompt_tokens,
+                completion_tokens=plan.usage.completion_tokens,
+                latency_ms=round(latency_ms, 2),
+            )
+        )
+        if history is None:
+            new_state = remember(state, question, plan.text, self.settings.session_window_turns)
+            await to_thread.run_sync(lambda: self.sessions.save(new_state))
+        yield Done(record)
+
+    async def _load_state(self, conversation_id: str, history: list[Turn] | None) -> SessionState:
+        if history is not None:
+            return remember_all(conversation_id, history, self.settings.session_window_turns)
+        state = await to_thread.run_sync(lambda: self.sessions.load(conversation_id))
+        return state or SessionState(session_id=conversation_id, conversation_id=conversation_id)
+
+    async def _plan(self, state: SessionState, question: str, lang: Lang) -> _Answer:
+        kind = route(question)
+        if kind == "greeting":
+            return _Answer("smalltalk", text=prompts.GREETING[lang].format(shop=self.settings.shop_name))
+        if kind == "thanks":
+            return _Answer("smalltalk", text=prompts.THANKS[lang])
+        if self.kb is None:
+            return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
+        kb = self.kb
+        query = retrieval_query(state, question)
+        found: Retrieval = await to_thread.run_sync(lambda: kb.search(query, self.settings.retrieval_top_k))
+        if found.decision == "faq" and found.faq is not None:
+            return _Answer("faq", hits=[found.faq], text=found.faq.chunk.answer or found.faq.chunk.text)
+        if found.decision == "grounded" and found.hits:
+            if self.model is None:
+                return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang])
+            return _Answer("grounded", hits=found.hits)
+        return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
+
+    async def _produce(
+        self, plan: _Answer, state: SessionState, question: str, lang: Lang
+    ) -> AsyncIterator[str]:
+        if plan.kind != "grounded" or self.model is None:
+            yield plan.text
+            return
+        model = self.model
+        messages = prompts.grounded_messages(self.settings.shop_name, lang, state, question, plan.hits)
+        request = ChatRequest(
+            messages=messages,
+            max_tokens=self.settings.llm_max_tokens,
+            temperature=self.settings.llm_temperature,
+        )
+        plan.model = model.describe()
+        try:
+            async with asyncio.timeout(self.settings.llm_timeout):
+                async for chunk in model.stream(request):
+                    if chunk.usage is not None:
+                        plan.usage = chunk.usage
+                    if chunk.text:
+                        plan.text += chunk.text
+                        yield chunk.text
+        except (ModelError, TimeoutError) as exc:
+            log.warning("model %s failed, sent the fallback reply: %s", plan.model, _describe(exc))
+            fallback = ("\n\n" if plan.text else "") + prompts.FALLBACK[lang]
+            plan.text += fallback
+            plan.kind, plan.status = "fallback", "fallback"
+            yield fallback
+        if not plan.text.strip():
+            plan.text = prompts.NO_ANSWER[lang]
+            plan.kind = "no_answer"
+            yield plan.text
+
+
+def remember_all(conversation_id: str, history: list[Turn], window: int) -> SessionState:
+    state = SessionState(session_id=conversation_id, conversation_id=conversation_id)
+    for turn in history:
+        state = remember(state, turn.user, turn.assistant, window)
+    return state
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no reply within KEFU_LLM_TIMEOUT"
+    return str(exc)

@@ -1,0 +1,76 @@
+"""The running parts of one kefu process, built once from settings (in the app's lifespan, the CLI or a
+benchmark) and closed once. Nothing here is created at import time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from anyio import to_thread
+
+from kefu.config import Settings
+from kefu.dialog.orchestrator import Assistant
+from kefu.llm.base import ChatModel
+
+if TYPE_CHECKING:
+    from kefu.kb.index import KnowledgeBase
+    from kefu.storage.factory import Stores
+
+log = logging.getLogger("kefu")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    stores: Stores
+    kb: KnowledgeBase
+    model: ChatModel | None
+    assistant: Assistant
+
+    async def aclose(self) -> None:
+        if self.model is not None:
+            await self.model.aclose()
+        self.stores.close()
+
+
+async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -> Runtime:
+    """Open the stores (running migrations), load the knowledge base and the model.
+
+    ``model`` overrides the configured one (tests and benchmarks pass a scripted model)."""
+    from kefu.llm import build_chat_model, ensure_ready
+    from kefu.safety.pii import redact_pii
+    from kefu.storage.factory import build_stores
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stores = await to_thread.run_sync(lambda: build_stores(settings))
+    try:
+        kb = await to_thread.run_sync(lambda: open_knowledge_base(settings))
+        if model is None:
+            model = build_chat_model(settings)
+            if model is not None:
+                await ensure_ready(model)
+    except BaseException:
+        stores.close()
+        raise
+    assistant = Assistant(
+        settings=settings,
+        conversations=stores.conversations,
+        sessions=stores.sessions,
+        kb=kb,
+        model=model,
+        redact=lambda text: redact_pii(text).text,
+    )
+    log.info("kefu ready: model=%s kb=%s (%d chunks)", model and model.describe(), kb.version, len(kb.chunks))
+    return Runtime(settings=settings, stores=stores, kb=kb, model=model, assistant=assistant)
+
+
+def open_knowledge_base(settings: Settings) -> KnowledgeBase:
+    from kefu.kb.index import KnowledgeBase
+
+    return KnowledgeBase.open(
+        settings.kb_dir,
+        settings.effective_index_dir,
+        faq_direct_threshold=settings.faq_direct_threshold,
+        grounded_threshold=settings.grounded_threshold,
+    )

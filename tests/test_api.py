@@ -1,0 +1,235 @@
+"""The conversation service through its HTTP API, on a small knowledge pack whose content the tests control.
+
+The scripted model records every request, so the tests check what the model *received*: the numbered
+sources, the session's earlier turns, and redacted text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kefu.api.app import create_app
+from kefu.config import Settings
+from kefu.errors import ModelError
+from kefu.llm.testing import ScriptedModel
+
+MINI_KB = Path(__file__).parent / "data" / "mini_kb"
+
+
+@pytest.fixture
+def model() -> ScriptedModel:
+    return ScriptedModel()
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(kb_dir=MINI_KB)
+
+
+@pytest.fixture
+def client(settings: Settings, model: ScriptedModel) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, model=model)) as test_client:
+        yield test_client
+
+
+def new_conversation(client: TestClient) -> str:
+    response = client.post("/v1/conversations", json={"channel": "web"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def ask(client: TestClient, conversation_id: str, text: str) -> dict[str, Any]:
+    response = client.post(f"/v1/conversations/{conversation_id}/messages", json={"content": text})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["message"])
+
+
+def system_text(model: ScriptedModel, index: int = -1) -> str:
+    return model.history[index].messages[0].content
+
+
+def test_grounded_answer_cites_sources_and_follow_up_uses_the_session(
+    client: TestClient, model: ScriptedModel
+):
+    conversation = new_conversation(client)
+    model.enqueue("我们默认使用中通快递，江浙沪 1–2 天送达 [1]。")
+    first = ask(client, conversation, "你们发什么快递？多久能到？")
+    assert first["answer_kind"] == "grounded"
+    assert first["content"] == "我们默认使用中通快递，江浙沪 1–2 天送达 [1]。"
+    assert any(c["source"] == "docs/shipping.md" for c in first["citations"])
+    assert "[1]" in system_text(model) and "中通快递" in system_text(model)
+
+    model.enqueue("新疆属于偏远地区，使用 EMS，一般 5–8 天送达 [1]。")
+    second = ask(client, conversation, "那新疆呢？")
+    assert second["answer_kind"] == "grounded"
+    assert any("偏远地区" in c["section"] for c in second["citations"])
+    received = model.history[-1].messages
+    assert "新疆" in received[0].content and "EMS" in received[0].content  # the sources it was given
+    assert [(m.role, m.content) for m in received[1:]] == [
+        ("user", "你们发什么快递？多久能到？"),
+        ("assistant", first["content"]),
+        ("user", "那新疆呢？"),
+    ]
+
+
+def test_faq_match_is_answered_verbatim_without_the_model(client: TestClient, model: ScriptedModel):
+    conversation = new_conversation(client)
+    reply = ask(client, conversation, "可以用花呗吗")
+    assert reply["answer_kind"] == "faq"
+    assert reply["content"] == "支持花呗付款，也支持花呗分期（3、6、12 期）。"
+    assert reply["citations"][0]["chunk_id"] == "faq:pay-001"
+    assert model.history == []
+
+
+def test_question_outside_the_knowledge_base_offers_a_human_and_invents_nothing(
+    client: TestClient, model: ScriptedModel
+):
+    conversation = new_conversation(client)
+    reply = ask(client, conversation, "帮我写一首关于月亮的诗")
+    assert reply["answer_kind"] == "no_answer"
+    assert "人工客服" in reply["content"]
+    assert reply["citations"] == []
+    assert model.history == []
+
+
+def test_english_question_gets_an_english_prompt(client: TestClient, model: ScriptedModel):
+    conversation = new_conversation(client)
+    model.enqueue("We do not ship outside mainland China [1].")
+    reply = ask(client, conversation, "Do you deliver to Hong Kong or other countries?")
+    assert reply["answer_kind"] == "grounded"
+    assert system_text(model).startswith("You are the online customer-service assistant")
+    assert "We do not ship outside mainland China" in system_text(model)
+    faq = ask(client, conversation, "Do you accept credit cards?")
+    assert faq["answer_kind"] == "faq" and faq["content"].startswith("Yes, we accept Visa")
+
+
+def test_streaming_sends_meta_citations_deltas_then_done(client: TestClient, model: ScriptedModel):
+    conversation = new_conversation(client)
+    model.enqueue("默认中通快递，满 199 元升级顺丰 [1]。")
+    with client.stream(
+        "POST",
+        f"/v1/conversations/{conversation}/messages",
+        json={"content": "你们用什么快递发货？", "stream": True},
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = parse_sse(response.iter_lines())
+    names = [name for name, _ in events]
+    assert names[0] == "meta" and names[1] == "citations" and names[-1] == "done"
+    assert names.count("delta") >= 2  # streamed in pieces
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    assert streamed == events[-1][1]["message"]["content"] == "默认中通快递，满 199 元升级顺丰 [1]。"
+
+
+def parse_sse(lines: Iterator[str]) -> list[tuple[str, dict[str, Any]]]:
+    events, name = [], "message"
+    for line in lines:
+        if line.startswith("event:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            events.append((name, json.loads(line.split(":", 1)[1])))
+            name = "message"
+    return events
+
+
+def test_history_lists_both_sides_in_order(client: TestClient, model: ScriptedModel):
+    conversation = new_conversation(client)
+    ask(client, conversation, "你好")
+    ask(client, conversation, "可以用花呗吗")
+    body = client.get(f"/v1/conversations/{conversation}/messages").json()
+    assert body["count"] == 4
+    assert [m["role"] for m in body["data"]] == ["user", "assistant", "user", "assistant"]
+    assert body["data"][1]["answer_kind"] == "smalltalk"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"json": {"content": "   "}}, 400, "empty_message"),
+        ({"json": {"content": "退" * 4001}}, 413, "message_too_long"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+        (
+            {"content": b"content=hi", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+            415,
+            "unsupported_media_type",
+        ),
+        ({"json": {"text": "hi"}}, 422, "invalid_request"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(client: TestClient, kwargs: dict[str, Any], status: int, code: str):
+    conversation = new_conversation(client)
+    response = client.post(f"/v1/conversations/{conversation}/messages", **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and len(error["message"]) > 20
+
+
+def test_unknown_conversation_is_a_404_naming_the_id(client: TestClient):
+    response = client.post("/v1/conversations/nope123/messages", json={"content": "在吗"})
+    assert response.status_code == 404
+    assert "nope123" in response.json()["error"]["message"]
+    assert client.get("/v1/conversations/nope123/messages").status_code == 404
+
+
+def test_model_failure_gives_a_polite_fallback_and_keeps_the_message(
+    client: TestClient, model: ScriptedModel, caplog: pytest.LogCaptureFixture
+):
+    conversation = new_conversation(client)
+    model.fail_next(ModelError("upstream returned 503"))
+    reply = ask(client, conversation, "你们发什么快递？多久能到？")
+    assert reply["status"] == "fallback" and reply["answer_kind"] == "fallback"
+    assert "人工客服" in reply["content"]
+    assert "upstream returned 503" in caplog.text
+    roles = [m["role"] for m in client.get(f"/v1/conversations/{conversation}/messages").json()["data"]]
+    assert roles == ["user", "assistant"]
+
+
+class CrashingModel(ScriptedModel):
+    """Fails with an unexpected error (not a ModelError): the process-level crash path."""
+
+    def _take(self, request):  # type: ignore[no-untyped-def]
+        raise RuntimeError("process died mid-answer")
+
+
+def test_a_crash_mid_answer_does_not_lose_the_customer_message(settings: Settings):
+    with TestClient(create_app(settings, model=CrashingModel()), raise_server_exceptions=False) as client:
+        conversation = new_conversation(client)
+        response = client.post(
+            f"/v1/conversations/{conversation}/messages", json={"content": "你们发什么快递？"}
+        )
+        assert response.status_code == 500
+        assert "Traceback" not in response.text
+        stored = client.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+    assert [(m["role"], m["content"]) for m in stored] == [("user", "你们发什么快递？")]
+
+
+def test_pii_is_redacted_before_storage_and_before_the_model(client: TestClient, model: ScriptedModel):
+    conversation = new_conversation(client)
+    model.enqueue("好的。")
+    ask(client, conversation, "我的手机13800138000，快递多久能到新疆？")
+    stored = client.get(f"/v1/conversations/{conversation}/messages").json()["data"][0]["content"]
+    assert "13800138000" not in stored and "[手机号_1]" in stored
+    assert all("13800138000" not in m.content for m in model.history[-1].messages)
+
+
+def test_health_and_readiness(client: TestClient):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["checks"]["database"] == "ok" and ready["checks"]["sessions"] == "ok"
+
+
+def test_no_model_answers_faq_verbatim_and_never_generates(make_settings: Callable[..., Settings]):
+    settings = make_settings(kb_dir=MINI_KB, llm="none")
+    with TestClient(create_app(settings)) as client:
+        conversation = new_conversation(client)
+        faq = ask(client, conversation, "可以用花呗吗")
+        assert faq["answer_kind"] == "faq" and faq["content"].startswith("支持花呗付款")
+        doc = ask(client, conversation, "你们发什么快递？多久能到？")
+        assert doc["answer_kind"] == "no_answer" and "人工客服" in doc["content"]
+        assert doc["citations"]  # the related articles are shown, not paraphrased
+        assert client.get("/readyz").json()["checks"]["model"].startswith("none")
