@@ -100,7 +100,7 @@ def test_question_outside_the_knowledge_base_offers_a_human_and_invents_nothing(
 def test_english_question_gets_an_english_prompt(client: TestClient, model: ScriptedModel):
     conversation = new_conversation(client)
     model.enqueue("We do not ship outside mainland China [1].")
-    reply = ask(client, conversation, "Do you deliver to Hong Kong or other countries?")
+    reply = ask(client, conversation, "Can you ship my order abroad to Hong Kong, Macau or Taiwan?")
     assert reply["answer_kind"] == "grounded"
     assert system_text(model).startswith("You are the online customer-service assistant")
     assert "We do not ship outside mainland China" in system_text(model)

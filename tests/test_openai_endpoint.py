@@ -103,7 +103,7 @@ def test_kefu_llm_openai_talks_to_an_openai_compatible_server(make_settings: Cal
             fake.state.replies.append("偏远地区统一用 EMS，一般 5–8 天送达 [1]。")
             cid = client.post("/v1/conversations", json={}).json()["id"]
             reply = client.post(
-                f"/v1/conversations/{cid}/messages", json={"content": "新疆多久能到？"}
+                f"/v1/conversations/{cid}/messages", json={"content": "新疆、西藏这些偏远地区多久能送到？"}
             ).json()
         sent = fake.state.requests[-1]
     message = reply["message"]
@@ -111,4 +111,4 @@ def test_kefu_llm_openai_talks_to_an_openai_compatible_server(make_settings: Cal
     assert message["answer_kind"] == "grounded"
     system = sent["messages"][0]["content"]
     assert "【资料】" in system and "EMS" in system
-    assert sent["messages"][-1] == {"role": "user", "content": "新疆多久能到？"}
+    assert sent["messages"][-1] == {"role": "user", "content": "新疆、西藏这些偏远地区多久能送到？"}

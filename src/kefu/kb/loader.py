@@ -1,0 +1,139 @@
+"""Load a knowledge pack: ``docs/*.md`` policy documents and ``faq/*.json`` question lists.
+
+The pack becomes a list of ``Chunk`` plus the *match keys* the index scores a query against: a
+document chunk is matched on its heading path and text; an FAQ entry on its question, each of its
+``similar`` paraphrases, and its question-and-answer text. Text files may be UTF-8 (with or without
+a BOM), UTF-16 with a BOM, or GB18030.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from kefu.errors import KnowledgeBaseError
+from kefu.kb.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP, PATH_SEP, chunk_markdown, detect_lang
+from kefu.kb.types import Chunk
+
+KeyKind = Literal["question", "passage"]
+_BOMS = ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+_CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r", "\f"}
+
+
+@dataclass(frozen=True)
+class MatchKey:
+    chunk: int  # index into Pack.chunks
+    text: str
+    kind: KeyKind  # "question": an FAQ question or paraphrase; "passage": text to be found
+
+
+@dataclass(frozen=True)
+class Pack:
+    chunks: list[Chunk]
+    keys: list[MatchKey]
+    version: str  # short sha256 of every file's path and bytes
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Decode UTF-8 (BOM optional), BOM-marked UTF-16, or GB18030; raise naming ``name`` otherwise."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data.decode(codec)
+    for codec in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if not _CONTROL.intersection(text):
+            return text
+    raise KnowledgeBaseError(
+        f"cannot decode {name}: it is not UTF-8, UTF-16 or GB18030 text; re-save it as UTF-8"
+    )
+
+
+def read_text(path: Path, root: Path) -> str:
+    return decode_text(path.read_bytes(), str(path.relative_to(root)))
+
+
+def load_pack(kb_dir: Path, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = DEFAULT_OVERLAP) -> Pack:
+    """Read every ``docs/*.md`` and ``faq/*.json`` under ``kb_dir`` (sorted, so ids are stable)."""
+    if not kb_dir.is_dir():
+        raise KnowledgeBaseError(f"knowledge base folder {kb_dir} does not exist; set KEFU_KB_DIR")
+    docs = sorted((kb_dir / "docs").glob("*.md"))
+    faqs = sorted((kb_dir / "faq").glob("*.json"))
+    if not docs and not faqs:
+        raise KnowledgeBaseError(
+            f"knowledge base folder {kb_dir} has no docs/*.md and no faq/*.json; add some or fix KEFU_KB_DIR"
+        )
+    chunks: list[Chunk] = []
+    keys: list[MatchKey] = []
+    for path in docs:
+        source = path.relative_to(kb_dir).as_posix()
+        for chunk in chunk_markdown(read_text(path, kb_dir), source, max_chars, overlap):
+            keys.append(MatchKey(len(chunks), f"{chunk.section}\n{chunk.text}", "passage"))
+            chunks.append(chunk)
+    seen: dict[str, str] = {}
+    for path in faqs:
+        source = path.relative_to(kb_dir).as_posix()
+        for entry in _faq_entries(path, kb_dir):
+            chunk, questions = _faq_chunk(entry, source, seen)
+            keys.extend(MatchKey(len(chunks), q, "question") for q in questions)
+            keys.append(MatchKey(len(chunks), chunk.text, "passage"))
+            chunks.append(chunk)
+    return Pack(chunks=chunks, keys=keys, version=_version(kb_dir, [*docs, *faqs]))
+
+
+def _faq_entries(path: Path, root: Path) -> list[dict[str, Any]]:
+    name = path.relative_to(root).as_posix()
+    try:
+        data = json.loads(read_text(path, root))
+    except json.JSONDecodeError as exc:
+        raise KnowledgeBaseError(f"{name} is not valid JSON ({exc}); fix the file") from None
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise KnowledgeBaseError(
+            f'{name} must be a JSON list of {{"id", "question", "answer", "similar", "tags"}} objects'
+        )
+    for n, entry in enumerate(data):
+        for field in ("id", "question", "answer"):
+            if not isinstance(entry.get(field), str) or not entry[field].strip():
+                raise KnowledgeBaseError(f"{name} entry {n}: {field!r} must be a non-empty string")
+        similar = entry.get("similar", [])
+        if not isinstance(similar, list) or not all(isinstance(s, str) for s in similar):
+            raise KnowledgeBaseError(f"{name} entry {n} ({entry['id']}): 'similar' must be a list of strings")
+    return data
+
+
+def _faq_chunk(entry: dict[str, Any], source: str, seen: dict[str, str]) -> tuple[Chunk, list[str]]:
+    faq_id = entry["id"].strip()
+    if faq_id in seen:
+        raise KnowledgeBaseError(
+            f"FAQ id {faq_id!r} appears in {seen[faq_id]} and again in {source}; ids must be unique"
+        )
+    seen[faq_id] = source
+    question, answer = entry["question"].strip(), entry["answer"].strip()
+    tags = [str(t) for t in entry.get("tags", []) if str(t).strip()]
+    chunk = Chunk(
+        id=f"faq:{faq_id}",
+        doc_id=source,
+        kind="faq",
+        title=question,
+        section=PATH_SEP.join(["FAQ", *tags[:1]]),
+        text=f"问：{question}\n答：{answer}",
+        source=source,
+        question=question,
+        answer=answer,
+        lang=detect_lang(question),
+    )
+    paraphrases = [s.strip() for s in entry.get("similar", []) if s.strip()]
+    return chunk, list(dict.fromkeys([question, *paraphrases]))
+
+
+def _version(root: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
