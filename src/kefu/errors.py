@@ -13,6 +13,7 @@ only at the edge; inside the package they are ordinary exceptions.
     │   └── EmptyMessage       blank after trimming (400)
     ├── NotFound               an id that does not exist (404)
     ├── Conflict               the request clashes with current state (409)
+    ├── StoreUnavailable       the database or Redis cannot be reached (503)
     └── KnowledgeBaseError     the knowledge base cannot be loaded or built (500)
 """
 
@@ -69,6 +70,11 @@ class NotFound(KefuError):
 class Conflict(KefuError):
     code = "conflict"
     status = 409
+
+
+class StoreUnavailable(KefuError):
+    code = "store_unavailable"
+    status = 503
 
 
 class KnowledgeBaseError(KefuError):

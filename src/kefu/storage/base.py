@@ -57,7 +57,9 @@ class ConversationStore(Protocol):
         """The most recent open conversation of this user on this channel, if any."""
         ...
 
-    def add_message(self, conversation_id: str, role: MessageRole, content: str, **meta: Any) -> MessageRecord:
+    def add_message(
+        self, conversation_id: str, role: MessageRole, content: str, **meta: Any
+    ) -> MessageRecord:
         """Append a message (``meta``: the optional MessageRecord fields). Durable when it returns.
         Raises ``NotFound`` for an unknown conversation."""
         ...
