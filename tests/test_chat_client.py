@@ -61,12 +61,13 @@ def test_streams_the_reply_then_lists_its_sources_and_keeps_the_session(served: 
 
 def test_new_starts_a_fresh_conversation_and_end_of_input_quits(served: tuple[str, FastAPI]):
     url, app = served
-    code, out = chat(url, [Q1, "/new", Q2], lang="en")
+    fresh = "新疆、西藏这些偏远地区多久能送到？"
+    code, out = chat(url, [Q1, "/new", fresh], lang="en")
     assert code == 0
     assert "(new conversation)" in out
     assert out.rstrip().endswith("Bye!")
     received = [(m.role, m.content) for m in app.state.model.history[-1].messages if m.role != "system"]
-    assert received == [("user", Q2)]
+    assert received == [("user", fresh)]  # the new conversation carries none of the old turns
 
 
 def test_a_rejected_message_prints_the_servers_reason_and_the_chat_goes_on(

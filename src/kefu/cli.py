@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -93,7 +92,9 @@ def fake_llm(
     run_fake_server(host=host, port=port, latency_ms=latency_ms, tokens_per_second=tokens_per_second)
 
 
-eval_app = typer.Typer(help="Measure quality on real data sets (figures, not pass/fail).", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Measure quality on real data sets (figures, not pass/fail).", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 DataOpt = Annotated[Path, typer.Option("--data", help="The evaluation data folder (shared/eval).")]
 
@@ -107,15 +108,46 @@ def eval_pii(data: DataOpt = Path("../shared/eval")) -> None:
     typer.echo(run_pii_eval(data).format_table())
 
 
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@friendly_errors
+def audit_verify(
+    decrypt: Annotated[
+        bool, typer.Option(help="Also decrypt every payload (needs KEFU_AUDIT_KEYS).")
+    ] = False,
+) -> None:
+    """Walk the hash chain; name the first edited, deleted or reordered record (exit code 1)."""
+    from kefu.audit import format_report, verify
+    from kefu.runtime import open_audit_log
+    from kefu.storage.engine import make_engine
+
+    settings = load_settings()
+    engine = make_engine(settings.effective_database_url)
+    keyring = open_audit_log(settings, engine).keyring if decrypt else None
+    report = verify(engine, keyring=keyring)
+    typer.echo(format_report(report))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("purge")
+@friendly_errors
+def audit_purge(days: Annotated[int, typer.Option(min=1, help="Delete records older than this.")]) -> None:
+    """Retention: delete records older than N days; the chain stays verifiable from a checkpoint."""
+    from kefu.audit import purge_older_than
+    from kefu.storage.engine import make_engine
+
+    engine = make_engine(load_settings().effective_database_url)
+    typer.echo(str(purge_older_than(engine, days)))
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app(prog_name="kefu")
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    app(prog_name="kefu")

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     faq_direct_threshold: float = Field(default=0.94, ge=0, le=1)
     grounded_threshold: float = Field(default=0.89, ge=0, le=1)
     retrieval_top_k: int = Field(default=4, ge=1, le=20)
+
+    # Audit log: "k2:<base64 32 bytes>,k1:<base64>" (first = active). Empty outside production → a
+    # development key in <data_dir>/audit-dev.key (with a warning); production refuses to start.
+    audit_keys: SecretStr = SecretStr("")
 
     # Server
     host: str = "127.0.0.1"

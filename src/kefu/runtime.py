@@ -14,6 +14,9 @@ from kefu.dialog.orchestrator import Assistant
 from kefu.llm.base import ChatModel
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from kefu.audit import AuditLog
     from kefu.kb.index import KnowledgeBase
     from kefu.storage.factory import Stores
 
@@ -53,6 +56,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     except BaseException:
         stores.close()
         raise
+    audit_log = open_audit_log(settings, stores.engine)
     assistant = Assistant(
         settings=settings,
         conversations=stores.conversations,
@@ -60,9 +64,20 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         kb=kb,
         model=model,
         redact=lambda text: redact_pii(text).text,
+        audit=lambda kind, payload, conversation_id: audit_log.append(
+            kind, payload, conversation_id=conversation_id
+        ),
     )
     log.info("kefu ready: model=%s kb=%s (%d chunks)", model and model.describe(), kb.version, len(kb.chunks))
     return Runtime(settings=settings, stores=stores, kb=kb, model=model, assistant=assistant)
+
+
+def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
+    from kefu.audit import AuditLog, load_keyring
+
+    keys = settings.audit_keys.get_secret_value() or None
+    keyring = load_keyring(environment=settings.environment, data_dir=settings.data_dir, env_value=keys)
+    return AuditLog(engine, keyring)
 
 
 def open_knowledge_base(settings: Settings) -> KnowledgeBase:

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from anyio import to_thread
 
@@ -66,6 +67,7 @@ class _Answer:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
     status: str = "ok"
+    request: ChatRequest | None = None
 
 
 @dataclass
@@ -76,6 +78,9 @@ class Assistant:
     kb: Retriever | None
     model: ChatModel | None
     redact: Callable[[str], str] = lambda text: text
+    # Appends one tamper-evident record per turn: (kind, payload, conversation_id). Payloads hold only
+    # redacted text: what the model received and returned, or the fixed/FAQ reply that was sent.
+    audit: Callable[[str, dict[str, Any], str], object] | None = None
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -137,6 +142,10 @@ class Assistant:
                 latency_ms=round(latency_ms, 2),
             )
         )
+        if self.audit is not None:
+            kind, payload = audit_entry(question, plan, cites)
+            audit = self.audit
+            await to_thread.run_sync(lambda: audit(kind, payload, conversation_id))
         if history is None:
             new_state = remember(state, question, plan.text, self.settings.session_window_turns)
             await to_thread.run_sync(lambda: self.sessions.save(new_state))
@@ -181,6 +190,7 @@ class Assistant:
             temperature=self.settings.llm_temperature,
         )
         plan.model = model.describe()
+        plan.request = request
         try:
             async with asyncio.timeout(self.settings.llm_timeout):
                 async for chunk in model.stream(request):
@@ -199,6 +209,26 @@ class Assistant:
             plan.text = prompts.NO_ANSWER[lang]
             plan.kind = "no_answer"
             yield plan.text
+
+
+def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) -> tuple[str, dict[str, Any]]:
+    """What the audit log keeps of a turn; "model_call" when a model was asked, else "bot_reply"."""
+    payload: dict[str, Any] = {
+        "question": question,
+        "answer_kind": plan.kind,
+        "status": plan.status,
+        "reply": plan.text,
+        "citations": [c["chunk_id"] for c in cites],
+    }
+    if plan.request is None:
+        return "bot_reply", payload
+    payload["model"] = plan.model
+    payload["input"] = [{"role": m.role, "content": m.content} for m in plan.request.messages]
+    payload["usage"] = {
+        "prompt_tokens": plan.usage.prompt_tokens,
+        "completion_tokens": plan.usage.completion_tokens,
+    }
+    return "model_call", payload
 
 
 def remember_all(conversation_id: str, history: list[Turn], window: int) -> SessionState:
