@@ -77,6 +77,14 @@ def test_grounded_answer_cites_sources_and_follow_up_uses_the_session(
     ]
 
 
+def test_a_bare_follow_up_is_searched_again_with_the_previous_question(client: TestClient, model: ScriptedModel):
+    conversation = new_conversation(client)
+    ask(client, conversation, "你们发什么快递？多久能到？")
+    reply = ask(client, conversation, "西藏要几天")  # alone it finds nothing relevant enough
+    assert reply["answer_kind"] == "grounded"
+    assert any("偏远地区" in c["section"] for c in reply["citations"])
+
+
 def test_faq_match_is_answered_verbatim_without_the_model(client: TestClient, model: ScriptedModel):
     conversation = new_conversation(client)
     reply = ask(client, conversation, "可以用花呗吗")
@@ -214,6 +222,25 @@ def test_pii_is_redacted_before_storage_and_before_the_model(client: TestClient,
     stored = client.get(f"/v1/conversations/{conversation}/messages").json()["data"][0]["content"]
     assert "13800138000" not in stored and "[手机号_1]" in stored
     assert all("13800138000" not in m.content for m in model.history[-1].messages)
+
+
+def test_every_turn_is_on_the_audit_chain_with_what_the_model_received(
+    client: TestClient, model: ScriptedModel
+):
+    from kefu.audit import verify
+
+    conversation = new_conversation(client)
+    model.enqueue("好的 [1]。")
+    ask(client, conversation, "我的手机13800138000，新疆、西藏这些偏远地区多久能送到？")
+    ask(client, conversation, "可以用花呗吗")
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    records = list(runtime.audit.records(conversation_id=conversation))
+    assert [r.kind for r in records] == ["model_call", "bot_reply"]
+    call = runtime.audit.decrypt(records[0])
+    assert call["input"] == [{"role": m.role, "content": m.content} for m in model.history[-1].messages]
+    assert call["reply"] == "好的 [1]。" and "13800138000" not in str(call)
+    assert runtime.audit.decrypt(records[1])["answer_kind"] == "faq"
+    assert verify(runtime.stores.engine).ok
 
 
 def test_health_and_readiness(client: TestClient):

@@ -34,6 +34,7 @@ def test_follow_up_questions_are_searched_with_the_previous_question():
     assert not is_follow_up(standalone)
     assert retrieval_query(state, standalone) == standalone
     assert retrieval_query(_state(), "那新疆呢？") == "那新疆呢？"  # nothing to lean on
+    assert retrieval_query(state, "可以用花呗吗") == "可以用花呗吗"  # short is not elliptical
 
 
 def test_language_and_small_talk_routing():

@@ -30,6 +30,7 @@ class Runtime:
     kb: KnowledgeBase
     model: ChatModel | None
     assistant: Assistant
+    audit: AuditLog
 
     async def aclose(self) -> None:
         if self.model is not None:
@@ -69,7 +70,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         ),
     )
     log.info("kefu ready: model=%s kb=%s (%d chunks)", model and model.describe(), kb.version, len(kb.chunks))
-    return Runtime(settings=settings, stores=stores, kb=kb, model=model, assistant=assistant)
+    return Runtime(settings=settings, stores=stores, kb=kb, model=model, assistant=assistant, audit=audit_log)
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:

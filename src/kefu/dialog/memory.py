@@ -45,13 +45,16 @@ def _fold(summary: str, turn: Turn) -> str:
 
 
 def is_follow_up(text: str) -> bool:
-    """Short or elliptical messages lean on the previous question for retrieval."""
-    stripped = text.strip()
-    return bool(_ELLIPTICAL.search(stripped)) or len(stripped) <= 6
+    """Elliptical messages (「那新疆呢？」) lean on the previous question for retrieval."""
+    return bool(_ELLIPTICAL.search(text.strip()))
+
+
+def with_previous_question(state: SessionState, text: str) -> str | None:
+    """The message joined to the last question, or None at the start of a conversation."""
+    return f"{state.turns[-1].user} {text}" if state.turns else None
 
 
 def retrieval_query(state: SessionState, text: str) -> str:
-    """The text to search the knowledge base with: the message, plus the last question for follow-ups."""
-    if state.turns and is_follow_up(text):
-        return f"{state.turns[-1].user} {text}"
-    return text
+    """The first text to search the knowledge base with: follow-ups carry the last question along."""
+    joined = with_previous_question(state, text)
+    return joined if joined and is_follow_up(text) else text

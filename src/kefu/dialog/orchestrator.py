@@ -20,7 +20,7 @@ from kefu.config import Settings
 from kefu.dialog import prompts
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
 from kefu.dialog.language import Lang, detect_language
-from kefu.dialog.memory import remember, retrieval_query
+from kefu.dialog.memory import remember, retrieval_query, with_previous_question
 from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.kb.types import Hit, Retrieval, Retriever
@@ -165,9 +165,7 @@ class Assistant:
             return _Answer("smalltalk", text=prompts.THANKS[lang])
         if self.kb is None:
             return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
-        kb = self.kb
-        query = retrieval_query(state, question)
-        found: Retrieval = await to_thread.run_sync(lambda: kb.search(query, self.settings.retrieval_top_k))
+        found = await self._search(state, question)
         if found.decision == "faq" and found.faq is not None:
             return _Answer("faq", hits=[found.faq], text=found.faq.chunk.answer or found.faq.chunk.text)
         if found.decision == "grounded" and found.hits:
@@ -175,6 +173,20 @@ class Assistant:
                 return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang])
             return _Answer("grounded", hits=found.hits)
         return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
+
+    async def _search(self, state: SessionState, question: str) -> Retrieval:
+        """Search with the message (follow-ups with the last question too); when the message alone finds
+        nothing, try once more with the last question, as customers often omit what they just said."""
+        kb, k = self.kb, self.settings.retrieval_top_k
+        assert kb is not None
+        query = retrieval_query(state, question)
+        found: Retrieval = await to_thread.run_sync(lambda: kb.search(query, k))
+        joined = with_previous_question(state, question)
+        if found.decision == "none" and joined and joined != query:
+            retry: Retrieval = await to_thread.run_sync(lambda: kb.search(joined, k))
+            if retry.decision != "none":
+                return retry
+        return found
 
     async def _produce(
         self, plan: _Answer, state: SessionState, question: str, lang: Lang
