@@ -77,7 +77,9 @@ def test_grounded_answer_cites_sources_and_follow_up_uses_the_session(
     ]
 
 
-def test_a_bare_follow_up_is_searched_again_with_the_previous_question(client: TestClient, model: ScriptedModel):
+def test_a_bare_follow_up_is_searched_again_with_the_previous_question(
+    client: TestClient, model: ScriptedModel
+):
     conversation = new_conversation(client)
     ask(client, conversation, "你们发什么快递？多久能到？")
     reply = ask(client, conversation, "西藏要几天")  # alone it finds nothing relevant enough
@@ -103,6 +105,21 @@ def test_question_outside_the_knowledge_base_offers_a_human_and_invents_nothing(
     assert "人工客服" in reply["content"]
     assert reply["citations"] == []
     assert model.history == []
+
+
+@pytest.mark.parametrize(
+    ("question", "topic_word"),
+    [("我头疼该吃什么药", "医"), ("What pills should I take for a headache?", "medical")],
+)
+def test_medical_advice_is_refused_politely_with_a_human_offer(
+    client: TestClient, model: ScriptedModel, question: str, topic_word: str
+):
+    conversation = new_conversation(client)
+    reply = ask(client, conversation, question)
+    assert reply["answer_kind"] == "refused"
+    assert topic_word in reply["content"]
+    assert "人工" in reply["content"] or "human" in reply["content"]
+    assert model.history == []  # neither the model nor the knowledge base was asked
 
 
 def test_english_question_gets_an_english_prompt(client: TestClient, model: ScriptedModel):

@@ -143,6 +143,27 @@ def audit_purge(days: Annotated[int, typer.Option(min=1, help="Delete records ol
     typer.echo(str(purge_older_than(engine, days)))
 
 
+@eval_app.command("sentiment")
+@friendly_errors
+def eval_sentiment(
+    data: DataOpt = Path("../shared/eval"),
+    limit: Annotated[int | None, typer.Option(help="Read at most this many review rows.")] = None,
+) -> None:
+    """Sentiment: held-out Chinese review accuracy / macro-F1, neutral rate on plain questions."""
+    from kefu.evals.sentiment import run_sentiment_eval
+
+    typer.echo(run_sentiment_eval(data, limit).format_table())
+
+
+@eval_app.command("scope")
+@friendly_errors
+def eval_scope(data: DataOpt = Path("../shared/eval")) -> None:
+    """Out-of-scope guard: refusal recall (medical, stock) and false refusals (shop FAQ, banking77)."""
+    from kefu.evals.scope import run_scope_eval
+
+    typer.echo(run_scope_eval(data).format_table())
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

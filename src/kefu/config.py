@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=4000, ge=1)
     shop_name: str = "小铺优选"
 
+    # Guards: refuse medical, legal and investment advice (topics and examples: KEFU_SCOPE_EXAMPLES YAML)
+    scope_guard: bool = True
+    scope_examples: Path | None = None  # empty → the bundled safety/scope_examples.yaml
+
     # Knowledge base
     kb_dir: Path = DEMO_SHOP_DIR  # folder with docs/*.md and faq/*.json
     kb_index_dir: Path | None = None  # empty → <cache_dir>/index (embedding cache, keyed by text hash)

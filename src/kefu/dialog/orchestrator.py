@@ -25,6 +25,7 @@ from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.kb.types import Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Usage
+from kefu.safety.scope import ScopeGuard
 from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
 
 log = logging.getLogger("kefu.dialog")
@@ -81,6 +82,7 @@ class Assistant:
     # Appends one tamper-evident record per turn: (kind, payload, conversation_id). Payloads hold only
     # redacted text: what the model received and returned, or the fixed/FAQ reply that was sent.
     audit: Callable[[str, dict[str, Any], str], object] | None = None
+    scope: ScopeGuard | None = None  # refuses medical / legal / investment advice before any retrieval
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -163,6 +165,11 @@ class Assistant:
             return _Answer("smalltalk", text=prompts.GREETING[lang].format(shop=self.settings.shop_name))
         if kind == "thanks":
             return _Answer("smalltalk", text=prompts.THANKS[lang])
+        if self.scope is not None:
+            scope = self.scope
+            verdict = await to_thread.run_sync(lambda: scope.check(question))
+            if not verdict.in_scope:
+                return _Answer("refused", text=scope.refusal_text(verdict.topic, lang))
         if self.kb is None:
             return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
         found = await self._search(state, question)

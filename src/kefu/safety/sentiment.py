@@ -1,0 +1,112 @@
+"""Customer sentiment per message, and the escalation signal on sustained negative sentiment.
+
+``score_sentiment(text)`` returns a score in [-1, 1] and a label:
+
+* English (no CJK ideograph): VADER's compound score (``vaderSentiment``, lexicon in the package).
+* Chinese: the shipped character-n-gram logistic regression (``kefu.safety.sentiment_zh``, 2p - 1),
+  combined with a short customer-service lexicon with negation. The classifier was trained on
+  product reviews, which are never neutral; so when the message has no explicit polar word, its
+  score is damped (``NO_CUE_DAMPING``), and when it has one, the lexicon and classifier are averaged.
+
+Label: ``negative`` if score <= -NEUTRAL_BAND, ``positive`` if score >= NEUTRAL_BAND, else ``neutral``.
+
+Escalation rule (``SentimentTracker``): raise the signal when one turn scores <= ``very_negative``
+(-0.75 by default), or when at least ``needed`` (2) of the last ``window`` (3) turns score <=
+``negative`` (-0.35 by default). A single mildly negative turn never escalates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from kefu.dialog.language import detect_language
+from kefu.safety.sentiment_zh import bundled_model
+
+Label = Literal["negative", "neutral", "positive"]
+NEUTRAL_BAND = 0.3
+NO_CUE_DAMPING = 0.5
+
+# Explicit polar words in customer-service Chinese. A positive word right after a negator flips.
+_ZH_NEGATIVE = (
+    "差劲|太差|很差|真差|垃圾|投诉|失望|生气|气死|愤怒|恶心|无语|糟糕|骗子|骗人|坑人|太坑|太慢|"
+    "不满|烂|破服务|退钱|受不了|忍无可忍|再也不|差评|什么玩意|不靠谱|敷衍|太过分|离谱"
+)
+_ZH_POSITIVE = (
+    "谢谢|感谢|多谢|满意|不错|好评|解决了|太好了|很好|非常好|给力|棒|赞|喜欢|辛苦了|点赞|靠谱|专业|贴心|开心"
+)
+_ZH_NEGATOR = "不|没|没有|别|未|并不|不太|不是很"
+_NEG = re.compile(_ZH_NEGATIVE)
+_POS = re.compile(rf"({_ZH_NEGATOR})?({_ZH_POSITIVE})")
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    score: float  # in [-1, 1]
+    label: Label
+
+
+def label_of(score: float) -> Label:
+    if score <= -NEUTRAL_BAND:
+        return "negative"
+    return "positive" if score >= NEUTRAL_BAND else "neutral"
+
+
+def score_sentiment(text: str) -> Sentiment:
+    """The sentiment of one customer message (Chinese or English)."""
+    score = _score_zh(text) if detect_language(text) == "zh" else _score_en(text)
+    score = max(-1.0, min(1.0, score))
+    return Sentiment(round(score, 4), label_of(score))
+
+
+def zh_lexicon_score(text: str) -> float | None:
+    """Lexicon vote in [-1, 1], or None when the text has no explicit polar word."""
+    negative = len(_NEG.findall(text))
+    positive = 0
+    for match in _POS.finditer(text):
+        if match.group(1):
+            negative += 1
+        else:
+            positive += 1
+    if negative == positive == 0:
+        return None
+    return (positive - negative) / (positive + negative)
+
+
+def _score_zh(text: str) -> float:
+    classifier = 2.0 * bundled_model().probability(text) - 1.0
+    lexicon = zh_lexicon_score(text)
+    if lexicon is None:
+        return NO_CUE_DAMPING * classifier
+    return 0.5 * (lexicon + classifier)
+
+
+@lru_cache(maxsize=1)
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def _score_en(text: str) -> float:
+    return float(_vader().polarity_scores(text)["compound"])
+
+
+class SentimentTracker:
+    """Per-conversation memory of turn scores; ``update`` says whether to escalate (see module doc)."""
+
+    def __init__(
+        self, *, negative: float = -0.35, very_negative: float = -0.75, window: int = 3, needed: int = 2
+    ) -> None:
+        self.negative, self.very_negative, self.needed = negative, very_negative, needed
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def update(self, score: float) -> bool:
+        """Record one turn's score; True when the escalation signal is raised."""
+        self.recent.append(score)
+        if score <= self.very_negative:
+            return True
+        return sum(s <= self.negative for s in self.recent) >= self.needed
