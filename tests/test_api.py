@@ -73,7 +73,7 @@ def test_grounded_answer_cites_sources_and_follow_up_uses_the_session(
     assert [(m.role, m.content) for m in received[1:]] == [
         ("user", "你们发什么快递？多久能到？"),
         ("assistant", first["content"]),
-        ("user", "那新疆呢？"),
+        ("user", "那新疆呢？（接着问：你们发什么快递？多久能到？）"),  # the fragment carries its question
     ]
 
 
@@ -85,6 +85,45 @@ def test_a_bare_follow_up_is_searched_again_with_the_previous_question(
     reply = ask(client, conversation, "西藏要几天")  # alone it finds nothing relevant enough
     assert reply["answer_kind"] == "grounded"
     assert any("偏远地区" in c["section"] for c in reply["citations"])
+
+
+@pytest.fixture
+def held(make_settings: Callable[..., Settings], model: ScriptedModel) -> Iterator[TestClient]:
+    """The app with answers checked against their sources before sending (the local model's default)."""
+    with TestClient(create_app(make_settings(kb_dir=MINI_KB, answer_check="hold"), model=model)) as client:
+        yield client
+
+
+def test_held_answer_supported_by_its_sources_is_sent(held: TestClient, model: ScriptedModel):
+    conversation = new_conversation(held)
+    model.enqueue("新疆属于偏远地区，统一使用中国邮政 EMS 发货，一般 5–8 天送达 [1]。")
+    reply = ask(held, conversation, "新疆、西藏这些偏远地区多久能送到？")
+    assert reply["answer_kind"] == "grounded" and reply["status"] == "ok"
+    assert reply["content"].startswith("新疆属于偏远地区")
+
+
+def test_held_answer_beyond_its_sources_is_never_sent(held: TestClient, model: ScriptedModel):
+    conversation = new_conversation(held)
+    model.enqueue("新疆是中华人民共和国的自治区，风景很美，欢迎去旅游。")
+    with held.stream(
+        "POST",
+        f"/v1/conversations/{conversation}/messages",
+        json={"content": "新疆、西藏这些偏远地区多久能送到？", "stream": True},
+    ) as response:
+        events = parse_sse(response.iter_lines())
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    assert "自治区" not in streamed  # nothing of it reached the customer
+    final = events[-1][1]["message"]
+    assert final["status"] == "replaced" and final["answer_kind"] == "no_answer"
+    assert streamed == final["content"] and "人工客服" in final["content"]
+    assert final["citations"]  # the related articles are still shown
+
+
+def test_held_answer_with_an_invented_number_is_replaced(held: TestClient, model: ScriptedModel):
+    conversation = new_conversation(held)
+    model.enqueue("偏远地区使用中国邮政 EMS 发货，一般 3 天送达 [1]。")  # the sources say 5–8 days
+    reply = ask(held, conversation, "新疆、西藏这些偏远地区多久能送到？")
+    assert reply["status"] == "replaced" and "3 天" not in reply["content"]
 
 
 def test_faq_match_is_answered_verbatim_without_the_model(client: TestClient, model: ScriptedModel):

@@ -55,7 +55,7 @@ def test_streams_the_reply_then_lists_its_sources_and_keeps_the_session(served: 
     assert received == [
         ("user", Q1),
         ("assistant", "我们默认使用中通快递，江浙沪 1–2 天送达 [1]。"),
-        ("user", Q2),
+        ("user", f"{Q2}（接着问：{Q1}）"),
     ]
 
 

@@ -52,7 +52,7 @@ def test_sdk_keeps_the_session_by_user_and_gets_citations(sdk: OpenAI, model: Sc
     assert [m.content for m in model.history[-1].messages[1:]] == [
         Q1,
         "默认中通快递，江浙沪 1–2 天 [1]。",
-        Q2,
+        f"{Q2}（接着问：{Q1}）",
     ]
 
 
@@ -84,7 +84,7 @@ def test_without_a_session_key_the_request_messages_are_the_history(sdk: OpenAI,
     assert [(m.role, m.content) for m in received[1:]] == [
         ("user", Q1),
         ("assistant", "中通快递。"),
-        ("user", Q2),
+        ("user", f"{Q2}（接着问：{Q1}）"),
     ]
     assert "ignored" not in received[0].content and "偏远地区" in received[0].content
 

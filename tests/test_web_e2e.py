@@ -137,7 +137,7 @@ def test_two_turns_stream_cited_answers_and_the_model_sees_the_first_turn(serve,
     received = [(m.role, m.content) for m in served.model.history[-1].messages]
     assert ("user", Q1) in received
     assert ("assistant", first_text) in received
-    assert received[-1] == ("user", Q2)
+    assert received[-1] == ("user", f"{Q2}（接着问：{Q1}）")
     assert any("新疆" in m.content for m in served.model.history[-1].messages if m.role == "system")
 
     # [n] markers are superscript links to their source chip, which opens on click.

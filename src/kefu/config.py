@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     local_model_path: Path | None = None  # any GGUF; empty → the bundled Qwen2.5-Coder-0.5B
     local_n_ctx: int = Field(default=4096, ge=512)
     local_threads: int = Field(default=0, ge=0)  # 0 → all cores
+    # "hold": check each generated answer against its sources before sending it (an unsupported one is
+    # replaced by the knowledge base's own text); "off": stream as generated; "auto": hold for local.
+    answer_check: Literal["auto", "hold", "off"] = "auto"
     scripted_replies: list[str] = Field(default_factory=list)  # KEFU_LLM=scripted, JSON list
 
     # Conversation

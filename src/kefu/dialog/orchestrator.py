@@ -19,12 +19,13 @@ from anyio import to_thread
 from kefu.config import Settings
 from kefu.dialog import prompts
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
+from kefu.dialog.grounding import is_grounded
 from kefu.dialog.language import Lang, detect_language
-from kefu.dialog.memory import remember, retrieval_query, with_previous_question
+from kefu.dialog.memory import is_follow_up, remember, retrieval_query, with_previous_question
 from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.kb.types import Hit, Retrieval, Retriever
-from kefu.llm.base import ChatModel, ChatRequest, Usage
+from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
 from kefu.safety.scope import ScopeGuard
 from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
 
@@ -202,7 +203,10 @@ class Assistant:
             yield plan.text
             return
         model = self.model
-        messages = prompts.grounded_messages(self.settings.shop_name, lang, state, question, plan.hits)
+        follow_up_of = state.turns[-1].user if state.turns and is_follow_up(question) else None
+        messages = prompts.grounded_messages(
+            self.settings.shop_name, lang, state, question, plan.hits, follow_up_of=follow_up_of
+        )
         request = ChatRequest(
             messages=messages,
             max_tokens=self.settings.llm_max_tokens,
@@ -210,6 +214,7 @@ class Assistant:
         )
         plan.model = model.describe()
         plan.request = request
+        held = self._holds_answers()
         try:
             async with asyncio.timeout(self.settings.llm_timeout):
                 async for chunk in model.stream(request):
@@ -217,17 +222,47 @@ class Assistant:
                         plan.usage = chunk.usage
                     if chunk.text:
                         plan.text += chunk.text
-                        yield chunk.text
+                        if not held:
+                            yield chunk.text
         except (ModelError, TimeoutError) as exc:
             log.warning("model %s failed, sent the fallback reply: %s", plan.model, _describe(exc))
+            if held:
+                plan.text = ""
             fallback = ("\n\n" if plan.text else "") + prompts.FALLBACK[lang]
             plan.text += fallback
             plan.kind, plan.status = "fallback", "fallback"
             yield fallback
+            return
         if not plan.text.strip():
-            plan.text = prompts.NO_ANSWER[lang]
-            plan.kind = "no_answer"
+            plan.text, plan.kind = prompts.NO_ANSWER[lang], "no_answer"
             yield plan.text
+        elif held and not is_grounded(plan.text, grounding_context(messages)):
+            log.warning(
+                "model %s answered beyond its sources; sent the knowledge base's own text", plan.model
+            )
+            replace_unsupported(plan, lang)
+            yield plan.text
+        elif held:
+            yield plan.text
+
+    def _holds_answers(self) -> bool:
+        """Whether to check an answer against its sources before the customer sees any of it."""
+        check = self.settings.answer_check
+        return check == "hold" or (check == "auto" and self.settings.llm == "local")
+
+
+def grounding_context(messages: list[Message]) -> str:
+    return "\n".join(m.content for m in messages)
+
+
+def replace_unsupported(plan: _Answer, lang: Lang) -> None:
+    """An unsupported answer is never sent: the best FAQ's own answer, or the related articles."""
+    top = plan.hits[0].chunk if plan.hits else None
+    plan.status = "replaced"
+    if top is not None and top.kind == "faq" and top.answer:
+        plan.text, plan.kind = top.answer, "faq"
+    else:
+        plan.text, plan.kind = prompts.RELATED_ONLY[lang], "no_answer"
 
 
 def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) -> tuple[str, dict[str, Any]]:

@@ -72,13 +72,27 @@ def system_prompt(shop: str, lang: Lang, hits: list[Hit], summary: str) -> str:
     return "\n\n".join(parts)
 
 
+_FOLLOW_UP = {"zh": "{question}（接着问：{previous}）", "en": "{question} (follow-up to: {previous})"}
+
+
 def grounded_messages(
-    shop: str, lang: Lang, state: SessionState, question: str, hits: list[Hit]
+    shop: str,
+    lang: Lang,
+    state: SessionState,
+    question: str,
+    hits: list[Hit],
+    *,
+    follow_up_of: str | None = None,
 ) -> list[Message]:
-    """System prompt with numbered sources, the recent turns verbatim, then the customer's question."""
+    """System prompt with numbered sources, the recent turns verbatim, then the customer's question.
+
+    An elliptical follow-up (「那新疆呢？」) carries the question it follows: small models otherwise answer
+    the fragment on its own (about Xinjiang, not about delivery to Xinjiang)."""
     messages = [Message("system", system_prompt(shop, lang, hits, state.summary))]
     for turn in state.turns:
         messages.append(Message("user", turn.user))
         messages.append(Message("assistant", turn.assistant))
+    if follow_up_of:
+        question = _FOLLOW_UP[lang].format(question=question, previous=follow_up_of)
     messages.append(Message("user", question))
     return messages

@@ -148,6 +148,8 @@ class LocalModel(ChatModel):
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stop": list(request.stop),
+            # Small models loop on a phrase without it (seen: the same sentence ten times over).
+            "repeat_penalty": 1.15,
         }
 
 

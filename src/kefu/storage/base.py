@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 MessageRole = Literal["user", "assistant", "agent", "system"]
-MessageStatus = Literal["ok", "pending", "fallback", "error"]
+# "replaced": a generated answer that failed the grounding check, replaced by the KB's own text
+MessageStatus = Literal["ok", "pending", "fallback", "replaced", "error"]
 
 
 @dataclass
