@@ -69,8 +69,15 @@ def server_ms(response: httpx.Response) -> float:
     return float(response.headers["server-timing"].split("dur=")[1])
 
 
+def question(n: int, t: int, unique: bool) -> str:
+    """The t-th question of conversation n; with ``unique`` no two turns send the same text, so no cache
+    of recent queries helps (real traffic is in between: many customers ask the same FAQ)."""
+    text = QUESTIONS[(n + t) % len(QUESTIONS)]
+    return f"{text} (单号 A{n:05d}{t:02d})" if unique else text
+
+
 async def drive_kefu(
-    base: str, conversations: int, turns: int
+    base: str, conversations: int, turns: int, unique: bool
 ) -> tuple[list[float], list[float], float, Counter[str]]:
     client_ms: list[float] = []
     server: list[float] = []
@@ -82,7 +89,7 @@ async def drive_kefu(
         async def conversation(n: int) -> None:
             cid = (await http.post("/v1/conversations", json={"channel": "api"})).json()["id"]
             for t in range(turns):
-                text = QUESTIONS[(n + t) % len(QUESTIONS)]
+                text = question(n + offset, t, unique)
                 began = time.perf_counter()
                 response = await http.post(f"/v1/conversations/{cid}/messages", json={"content": text})
                 client_ms.append((time.perf_counter() - began) * 1000)
@@ -90,7 +97,9 @@ async def drive_kefu(
                 server.append(server_ms(response))
                 kinds[response.json()["message"]["answer_kind"]] += 1
 
-        await asyncio.gather(*(conversation(n) for n in range(min(conversations, 4))))  # warm-up
+        offset = 10_000  # warm-up questions differ from the measured ones
+        await asyncio.gather(*(conversation(n) for n in range(min(conversations, 4))))
+        offset = 0
         client_ms.clear(), server.clear(), kinds.clear()
         began = time.perf_counter()
         await asyncio.gather(*(conversation(n) for n in range(conversations)))
@@ -126,6 +135,7 @@ def main() -> None:
     )
     parser.add_argument("--conversations", type=int, default=50)
     parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--repeat", action="store_true", help="Send the same 8 questions over and over.")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     fake_port, kefu_port, bare_port = free_port(), free_port(), free_port()
@@ -158,7 +168,7 @@ def main() -> None:
         ]
         try:
             k_client, k_server, k_elapsed, kinds = asyncio.run(
-                drive_kefu(f"http://127.0.0.1:{kefu_port}", args.conversations, args.turns)
+                drive_kefu(f"http://127.0.0.1:{kefu_port}", args.conversations, args.turns, not args.repeat)
             )
             b_client, b_server, b_elapsed = asyncio.run(
                 drive_bare(f"http://127.0.0.1:{bare_port}", args.conversations, args.turns)
