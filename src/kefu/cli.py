@@ -63,8 +63,15 @@ def serve(host: HostOpt = None, port: PortOpt = None) -> None:
 @app.command()
 @friendly_errors
 def demo(host: HostOpt = None, port: PortOpt = None) -> None:
-    """Run the demo shop: bundled knowledge pack and, unless KEFU_LLM says otherwise, the local model."""
-    _serve(load_settings(), host, port)
+    """Run the demo shop 小铺优选: its knowledge pack, its own database, and (unless KEFU_LLM says otherwise)
+    the bundled local model."""
+    from kefu.config import DEMO_SHOP_DIR
+
+    settings = load_settings()
+    overrides: dict[str, object] = {"kb_dir": DEMO_SHOP_DIR}
+    if not settings.database_url:
+        overrides["database_url"] = f"sqlite:///{settings.data_dir / 'demo.db'}"
+    _serve(load_settings(**overrides), host, port)
 
 
 @app.command()
