@@ -60,4 +60,4 @@ def test_audit_verify_names_the_record_edited_by_hand(monkeypatch: pytest.Monkey
         db.execute("UPDATE audit_log SET kind = 'model_call' WHERE seq = 2")
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 1
-    assert "2" in result.output
+    assert "BROKEN at seq 2" in result.output
