@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -61,3 +63,20 @@ def test_audit_verify_names_the_record_edited_by_hand(monkeypatch: pytest.Monkey
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 1
     assert "BROKEN at seq 2" in result.output
+
+
+def test_an_unreachable_model_endpoint_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    from conftest import free_port
+
+    for name, value in {
+        "KEFU_DATA_DIR": str(tmp_path / "data"),
+        "KEFU_CACHE_DIR": str(tmp_path / "cache"),
+        "KEFU_KB_DIR": str(Path(__file__).parent / "data" / "mini_kb"),
+        "KEFU_LLM": "openai",
+        "KEFU_LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+        "KEFU_LLM_MAX_RETRIES": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "KEFU_LLM_BASE_URL" in result.output and "Traceback" not in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -44,9 +45,17 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = host or settings.host, port or settings.port
+    asyncio.run(_preflight(settings))  # a missing model or database is one clear line, not a traceback
     err.print(f"kefu {__version__} — model: {settings.llm}, knowledge base: {settings.kb_dir}")
     err.print(f"web chat: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+async def _preflight(settings: Settings) -> None:
+    from kefu.runtime import build_runtime
+
+    runtime = await build_runtime(settings)
+    await runtime.aclose()
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default KEFU_HOST, 127.0.0.1).")]
