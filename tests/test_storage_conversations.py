@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kefu.audit.keyring import Keyring
 from kefu.errors import NotFound
 from kefu.storage.base import ConversationStore
 from kefu.storage.engine import StoreUnavailable, make_engine
@@ -35,7 +36,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def store(database_url: str) -> Iterator[SqlConversationStore]:
     engine = make_engine(database_url)
     migrate(engine)
-    yield SqlConversationStore(engine)
+    yield SqlConversationStore(engine, Keyring.generate())
     engine.dispose()
 
 
@@ -163,6 +164,6 @@ def test_ping_names_the_variable_when_the_database_is_unreachable(backend: str, 
     engine = make_engine(bad_url)  # a folder, not a file / a closed port
     try:
         with pytest.raises(StoreUnavailable, match="KEFU_DATABASE_URL"):
-            SqlConversationStore(engine).ping()
+            SqlConversationStore(engine, Keyring.generate()).ping()
     finally:
         engine.dispose()

@@ -42,6 +42,7 @@ class MessageRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float | None = None
+    sentiment: float | None = None  # per-turn sentiment score of a customer message
 
 
 @runtime_checkable
@@ -88,6 +89,7 @@ class SessionState:
     conversation_id: str
     turns: list[Turn] = field(default_factory=list)
     summary: str = ""
+    sentiment: list[float] = field(default_factory=list)  # the customer's recent per-turn scores
     updated_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:

@@ -8,12 +8,16 @@ database's write lock). Whoever comes second waits, then finds the schema curren
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, text
 
 from kefu.storage.engine import make_engine, reachable
+
+if TYPE_CHECKING:
+    from kefu.audit.keyring import Keyring
 
 _HERE = Path(__file__).parent
 ALEMBIC_INI = _HERE / "alembic.ini"
@@ -22,21 +26,26 @@ MIGRATIONS_DIR = _HERE / "migrations"
 _PG_LOCK_KEY = 0x6B656675_6D696772  # "kefu" "migr"
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, *, keyring: Keyring | None = None) -> Config:
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
         config.attributes["connection"] = connection
+    if keyring is not None:
+        config.attributes["keyring"] = keyring
     return config
 
 
-def migrate(database: str | Engine) -> None:
-    """Bring the schema at ``database`` (a URL or an engine) up to the newest revision."""
+def migrate(database: str | Engine, *, keyring: Keyring | None = None) -> None:
+    """Bring the schema at ``database`` (a URL or an engine) up to the newest revision.
+
+    ``keyring`` (``KEFU_AUDIT_KEYS``) is needed only when a migration encrypts existing rows (0002:
+    ``conversations.external_user``); without it such a migration raises ``ConfigError``."""
     engine = make_engine(database) if isinstance(database, str) else database
     try:
         with reachable(engine), engine.connect() as connection:
             _lock(connection)
-            command.upgrade(alembic_config(connection), "head")
+            command.upgrade(alembic_config(connection, keyring=keyring), "head")
             connection.commit()
     finally:
         if isinstance(database, str):

@@ -1,15 +1,33 @@
 """SQLAlchemy tables behind the SQL stores. The schema itself is created by the Alembic
-migrations in ``migrations/versions``; keep the two in step (a test compares them)."""
+migrations in ``migrations/versions``; keep the two in step (a test compares them).
+
+Sensitive values are stored encrypted (``crypto.py``): ``conversations.external_user`` as a sealed
+token plus a blind index for lookups, ``pii_vault`` values as key id + nonce + ciphertext. The audit
+log's tables are defined in ``kefu.audit.schema`` and copied into this metadata, so that the
+migrations (0002) and the schema comparison cover them too."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from kefu.audit.schema import audit_checkpoints, audit_log
 
 
 def utcnow() -> datetime:
@@ -42,11 +60,13 @@ class Base(DeclarativeBase):
 
 class ConversationRow(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_channel_user", "channel", "external_user"),)
+    __table_args__ = (Index("ix_conversations_channel_user_hmac", "channel", "external_user_hmac"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
-    external_user: Mapped[str | None] = mapped_column(String(255))
+    # hex HMAC-SHA256 blind index (find_conversation) and the sealed value (crypto.pack)
+    external_user_hmac: Mapped[str | None] = mapped_column(String(64))
+    external_user_encrypted: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -68,6 +88,7 @@ class MessageRow(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    sentiment: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
 
 
@@ -79,3 +100,22 @@ class SessionRow(Base):
     conversation_id: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime]
+
+
+class PiiVaultRow(Base):
+    """Placeholder → raw PII value of one conversation, encrypted (``vault.SqlPiiVault``)."""
+
+    __tablename__ = "pii_vault"
+
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    placeholder: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+for _audit_table in (audit_log, audit_checkpoints):
+    _audit_table.to_metadata(Base.metadata)

@@ -3,6 +3,9 @@
 Thread-safe: every call opens its own session from the engine's pool. ``add_message`` serialises
 writers per conversation by touching the conversation row first (a row lock on PostgreSQL, the
 write lock on SQLite), so concurrent appends get distinct, gap-free ``seq`` numbers.
+
+``external_user`` is never stored in clear: the row holds it AES-256-GCM encrypted (bound to the row
+id) and an HMAC blind index that ``find_conversation`` matches on (see ``crypto.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from uuid import uuid4
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from kefu.audit.keyring import Keyring
 from kefu.errors import NotFound
 from kefu.storage.base import ConversationRecord, MessageRecord, MessageRole, MessageStatus
+from kefu.storage.crypto import Binding, FieldCipher, pack, unpack
 from kefu.storage.engine import ping_engine
 from kefu.storage.models import ConversationRow, MessageRow, utcnow
 
@@ -34,45 +39,66 @@ _META_DEFAULTS: dict[str, Any] = {
     "prompt_tokens": 0,
     "completion_tokens": 0,
     "latency_ms": None,
+    "sentiment": None,
 }
+# The blind index's purpose string; changing it orphans every stored index.
+EXTERNAL_USER_INDEX = "conversations.external_user"
 
 
 def not_found(conversation_id: str) -> NotFound:
     return NotFound(f"conversation {conversation_id!r} not found — create one with POST /v1/conversations")
 
 
+def external_user_binding(conversation_id: str) -> Binding:
+    return Binding("conversations", "external_user", conversation_id)
+
+
+def seal_external_user(cipher: FieldCipher, conversation_id: str, external_user: str) -> dict[str, str]:
+    """The stored columns for a plaintext ``external_user`` (also used by migration 0002)."""
+    sealed = cipher.seal(external_user, external_user_binding(conversation_id))
+    return {
+        "external_user_hmac": cipher.blind_index(external_user, EXTERNAL_USER_INDEX),
+        "external_user_encrypted": pack(sealed),
+    }
+
+
 class SqlConversationStore:
-    def __init__(self, engine: Engine) -> None:
+    """``ConversationStore`` over SQLAlchemy; ``keyring`` (the ``KEFU_AUDIT_KEYS`` ring) encrypts
+    ``external_user``. A record whose value does not decrypt raises ``FieldDecryptError``."""
+
+    def __init__(self, engine: Engine, keyring: Keyring) -> None:
         self.engine = engine
+        self.cipher = FieldCipher(keyring)
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     def create_conversation(self, *, channel: str, external_user: str | None = None) -> ConversationRecord:
         now = utcnow()
+        conversation_id = uuid4().hex
+        sealed = (
+            {} if external_user is None else seal_external_user(self.cipher, conversation_id, external_user)
+        )
         row = ConversationRow(
-            id=uuid4().hex,
-            channel=channel,
-            external_user=external_user,
-            status="open",
-            created_at=now,
-            updated_at=now,
+            id=conversation_id, channel=channel, status="open", created_at=now, updated_at=now, **sealed
         )
         with self._session.begin() as session:
             session.add(row)
-        return _conversation_record(row)
+        return self._record(row)
 
     def get_conversation(self, conversation_id: str) -> ConversationRecord:
         with self._session() as session:
             row = session.get(ConversationRow, conversation_id)
             if row is None:
                 raise not_found(conversation_id)
-            return _conversation_record(row)
+        return self._record(row)
 
     def find_conversation(self, *, channel: str, external_user: str) -> ConversationRecord | None:
         query = (
             select(ConversationRow)
             .where(
                 ConversationRow.channel == channel,
-                ConversationRow.external_user == external_user,
+                ConversationRow.external_user_hmac.in_(
+                    self.cipher.blind_indexes(external_user, EXTERNAL_USER_INDEX)
+                ),
                 ConversationRow.status == "open",
             )
             .order_by(ConversationRow.created_at.desc())
@@ -80,7 +106,7 @@ class SqlConversationStore:
         )
         with self._session() as session:
             row = session.scalars(query).first()
-            return _conversation_record(row) if row else None
+        return self._record(row) if row else None
 
     def add_message(
         self, conversation_id: str, role: MessageRole, content: str, **meta: Any
@@ -108,6 +134,20 @@ class SqlConversationStore:
 
     def ping(self) -> None:
         ping_engine(self.engine)
+
+    def _record(self, row: ConversationRow) -> ConversationRecord:
+        external_user = None
+        if row.external_user_encrypted is not None:
+            binding = external_user_binding(row.id)
+            external_user = self.cipher.open(unpack(row.external_user_encrypted, binding), binding)
+        return ConversationRecord(
+            id=row.id,
+            channel=row.channel,
+            external_user=external_user,
+            status=row.status,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
 
 
 def _columns(meta: dict[str, Any]) -> dict[str, Any]:
@@ -150,17 +190,6 @@ def _next_seq(session: Session, conversation_id: str) -> int:
     return int(session.scalar(query) or 0) + 1
 
 
-def _conversation_record(row: ConversationRow) -> ConversationRecord:
-    return ConversationRecord(
-        id=row.id,
-        channel=row.channel,
-        external_user=row.external_user,
-        status=row.status,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
 def _message_record(row: MessageRow) -> MessageRecord:
     return MessageRecord(
         id=row.id,
@@ -175,4 +204,5 @@ def _message_record(row: MessageRow) -> MessageRecord:
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
         latency_ms=row.latency_ms,
+        sentiment=row.sentiment,
     )
