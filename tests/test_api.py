@@ -130,7 +130,9 @@ def test_faq_match_is_answered_verbatim_without_the_model(client: TestClient, mo
     conversation = new_conversation(client)
     reply = ask(client, conversation, "可以用花呗吗")
     assert reply["answer_kind"] == "faq"
-    assert reply["content"] == "支持花呗付款，也支持花呗分期（3、6、12 期）。"
+    faq_answer, notice = reply["content"].split("\n\n", 1)
+    assert faq_answer == "支持花呗付款，也支持花呗分期（3、6、12 期）。"
+    assert "理性消费" in notice  # instalments carry the compliance notice (safety/compliance.yaml)
     assert reply["citations"][0]["chunk_id"] == "faq:pay-001"
     assert model.history == []
 

@@ -38,17 +38,27 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+def _serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> None:
     import uvicorn
 
     from kefu.api.app import create_app
+    from kefu.tls import serve_tls_options
+
+    tls = serve_tls_options(tls_cert, tls_key)  # bad files fail here, before anything starts
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = host or settings.host, port or settings.port
     asyncio.run(_preflight(settings))  # a missing model or database is one clear line, not a traceback
     err.print(f"kefu {__version__} — model: {settings.llm}, knowledge base: {settings.kb_dir}")
-    err.print(f"web chat: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    scheme = "https" if tls else "http"
+    err.print(f"web chat: {scheme}://{host}:{port}/   API docs: {scheme}://{host}:{port}/docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **tls)
 
 
 async def _preflight(settings: Settings) -> None:
@@ -60,18 +70,28 @@ async def _preflight(settings: Settings) -> None:
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default KEFU_HOST, 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port to listen on (default KEFU_PORT, 8000).")]
+TlsCertOpt = Annotated[
+    Path | None, typer.Option("--tls-cert", help="PEM certificate (chain): serve HTTPS, TLS 1.3 only.")
+]
+TlsKeyOpt = Annotated[
+    Path | None, typer.Option("--tls-key", help="Unencrypted PEM private key of --tls-cert.")
+]
 
 
 @app.command()
 @friendly_errors
-def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+def serve(
+    host: HostOpt = None, port: PortOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None
+) -> None:
     """Run the API and web chat with the configured settings (KEFU_* variables)."""
-    _serve(load_settings(), host, port)
+    _serve(load_settings(), host, port, tls_cert, tls_key)
 
 
 @app.command()
 @friendly_errors
-def demo(host: HostOpt = None, port: PortOpt = None) -> None:
+def demo(
+    host: HostOpt = None, port: PortOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None
+) -> None:
     """Run the demo shop 小铺优选: its knowledge pack, its own database, and (unless KEFU_LLM says otherwise)
     the bundled local model."""
     from kefu.config import DEMO_SHOP_DIR
@@ -80,7 +100,7 @@ def demo(host: HostOpt = None, port: PortOpt = None) -> None:
     overrides: dict[str, object] = {"kb_dir": DEMO_SHOP_DIR}
     if not settings.database_url:
         overrides["database_url"] = f"sqlite:///{settings.data_dir / 'demo.db'}"
-    _serve(load_settings(**overrides), host, port)
+    _serve(load_settings(**overrides), host, port, tls_cert, tls_key)
 
 
 @app.command()
@@ -122,6 +142,19 @@ def eval_pii(data: DataOpt = Path("../shared/eval")) -> None:
     from kefu.evals.pii import run_pii_eval
 
     typer.echo(run_pii_eval(data).format_table())
+
+
+report_app = typer.Typer(help="Reports over evaluation data (figures, not pass/fail).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("fairness")
+@friendly_errors
+def report_fairness(data: DataOpt = Path("../shared/eval")) -> None:
+    """Group metrics (Fairlearn MetricFrame) by language and by customer name: refusals, PII, sentiment."""
+    from kefu.evals.fairness import run_fairness_report
+
+    typer.echo(run_fairness_report(data).format_table())
 
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)

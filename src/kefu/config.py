@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     scope_guard: bool = True
     scope_examples: Path | None = None  # empty → the bundled safety/scope_examples.yaml
 
+    # Compliance disclaimers (rules as data): empty → the bundled safety/compliance.yaml and its `enabled:`
+    compliance_rules: Path | None = None
+    compliance_domains: list[str] | None = None
+
     # Knowledge base
     kb_dir: Path = DEMO_SHOP_DIR  # folder with docs/*.md and faq/*.json
     kb_index_dir: Path | None = None  # empty → <cache_dir>/index (embedding cache, keyed by text hash)

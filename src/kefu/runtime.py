@@ -45,7 +45,9 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     """Open the stores (running migrations), load the knowledge base and the model.
 
     ``model`` overrides the configured one (tests and benchmarks pass a scripted model)."""
+    from kefu.audit import AuditLog
     from kefu.llm import build_chat_model, ensure_ready
+    from kefu.safety.compliance import CompliancePolicy
     from kefu.safety.pii import redact_pii
     from kefu.storage.factory import build_stores
 
@@ -60,7 +62,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     except BaseException:
         stores.close()
         raise
-    audit_log = open_audit_log(settings, stores.engine)
+    audit_log = AuditLog(stores.engine, stores.keyring)
     scope = (
         await to_thread.run_sync(lambda: scope_guard(settings.scope_examples))
         if settings.scope_guard
@@ -72,8 +74,9 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         sessions=stores.sessions,
         kb=kb,
         model=model,
-        redact=lambda text: redact_pii(text).text,
+        redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
         scope=scope,
+        compliance=CompliancePolicy.load(settings.compliance_rules, settings.compliance_domains),
         audit=lambda kind, payload, conversation_id: audit_log.append(
             kind, payload, conversation_id=conversation_id
         ),
@@ -92,11 +95,11 @@ def scope_guard(examples: Path | None) -> ScopeGuard:
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
-    from kefu.audit import AuditLog, load_keyring
+    """The audit log on ``engine`` with the ``KEFU_AUDIT_KEYS`` ring (the CLI's audit commands)."""
+    from kefu.audit import AuditLog
+    from kefu.storage.factory import settings_keyring
 
-    keys = settings.audit_keys.get_secret_value() or None
-    keyring = load_keyring(environment=settings.environment, data_dir=settings.data_dir, env_value=keys)
-    return AuditLog(engine, keyring)
+    return AuditLog(engine, settings_keyring(settings))
 
 
 def open_knowledge_base(settings: Settings) -> KnowledgeBase:

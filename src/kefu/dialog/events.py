@@ -12,6 +12,8 @@ class Meta:
     conversation_id: str
     message_id: str  # the customer's persisted message
     answer_kind: str
+    sentiment: float = 0.0  # the customer's message, in [-1, 1]
+    escalate: bool = False  # sustained or strong negative sentiment: a signal for human handoff
 
 
 @dataclass(frozen=True)

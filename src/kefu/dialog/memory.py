@@ -12,6 +12,7 @@ import time
 from kefu.storage.base import SessionState, Turn
 
 SUMMARY_MAX_CHARS = 600
+SENTIMENT_TURNS = 3  # what the escalation rule looks at (kefu.safety.sentiment.SentimentTracker)
 _QUESTION_MAX_CHARS = 80
 
 # A follow-up that only makes sense with the previous question: 「那新疆呢？」, "what about Tibet?"
@@ -21,7 +22,9 @@ _ELLIPTICAL = re.compile(
 )
 
 
-def remember(state: SessionState, user: str, assistant: str, window: int) -> SessionState:
+def remember(
+    state: SessionState, user: str, assistant: str, window: int, sentiment: float | None = None
+) -> SessionState:
     """Append a turn; turns that fall out of the window are folded into the summary."""
     turns = [*state.turns, Turn(user=user, assistant=assistant)]
     summary = state.summary
@@ -32,6 +35,9 @@ def remember(state: SessionState, user: str, assistant: str, window: int) -> Ses
         conversation_id=state.conversation_id,
         turns=turns,
         summary=summary,
+        sentiment=[*state.sentiment, sentiment][-SENTIMENT_TURNS:]
+        if sentiment is not None
+        else state.sentiment,
         updated_at=time.time(),
     )
 

@@ -26,7 +26,9 @@ from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.kb.types import Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
+from kefu.safety.compliance import CompliancePolicy, append_disclaimers
 from kefu.safety.scope import ScopeGuard
+from kefu.safety.sentiment import SentimentTracker, score_sentiment
 from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
 
 log = logging.getLogger("kefu.dialog")
@@ -70,6 +72,7 @@ class _Answer:
     model: str | None = None
     status: str = "ok"
     request: ChatRequest | None = None
+    disclaimers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,11 +82,13 @@ class Assistant:
     sessions: SessionStore
     kb: Retriever | None
     model: ChatModel | None
-    redact: Callable[[str], str] = lambda text: text
+    # (text, conversation_id) → text with PII replaced by placeholders, consistent within a conversation
+    redact: Callable[[str, str], str] = lambda text, conversation_id: text
     # Appends one tamper-evident record per turn: (kind, payload, conversation_id). Payloads hold only
     # redacted text: what the model received and returned, or the fixed/FAQ reply that was sent.
     audit: Callable[[str, dict[str, Any], str], object] | None = None
     scope: ScopeGuard | None = None  # refuses medical / legal / investment advice before any retrieval
+    compliance: CompliancePolicy | None = None  # disclaimers attached deterministically to matching answers
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -107,8 +112,9 @@ class Assistant:
 
         ``history`` replaces the stored session (the OpenAI-compatible endpoint without a session key
         sends the whole conversation each time)."""
-        question = self.redact(clean_message(text, self.settings.max_message_chars))
+        cleaned = clean_message(text, self.settings.max_message_chars)
         await to_thread.run_sync(lambda: self.conversations.get_conversation(conversation_id))
+        question = await to_thread.run_sync(lambda: self.redact(cleaned, conversation_id))
         lock = self._locks.setdefault(conversation_id, asyncio.Lock())
         async with lock:
             async for event in self._answer_locked(conversation_id, question, history):
@@ -118,18 +124,23 @@ class Assistant:
         self, conversation_id: str, question: str, history: list[Turn] | None
     ) -> AsyncIterator[Event]:
         started = time.perf_counter()
+        mood = await to_thread.run_sync(lambda: score_sentiment(question).score)
         user_msg = await to_thread.run_sync(
-            lambda: self.conversations.add_message(conversation_id, "user", question)
+            lambda: self.conversations.add_message(conversation_id, "user", question, sentiment=mood)
         )
         state = await self._load_state(conversation_id, history)
+        escalate = escalation(state.sentiment, mood)
         lang = detect_language(question)
         plan = await self._plan(state, question, lang)
-        yield Meta(conversation_id=conversation_id, message_id=user_msg.id, answer_kind=plan.kind)
+        yield Meta(conversation_id, user_msg.id, plan.kind, sentiment=mood, escalate=escalate)
         cites = [citation(n, hit) for n, hit in enumerate(plan.hits, start=1)]
         if cites:
             yield Citations(cites)
         async for piece in self._produce(plan, state, question, lang):
             yield Delta(piece)
+        notices = self._disclaimers(plan, question, cites, lang)
+        if notices:
+            yield Delta(notices)
         latency_ms = (time.perf_counter() - started) * 1000
         record = await to_thread.run_sync(
             lambda: self.conversations.add_message(
@@ -147,10 +158,11 @@ class Assistant:
         )
         if self.audit is not None:
             kind, payload = audit_entry(question, plan, cites)
+            payload.update(sentiment=round(mood, 3), escalate=escalate)
             audit = self.audit
             await to_thread.run_sync(lambda: audit(kind, payload, conversation_id))
         if history is None:
-            new_state = remember(state, question, plan.text, self.settings.session_window_turns)
+            new_state = remember(state, question, plan.text, self.settings.session_window_turns, mood)
             await to_thread.run_sync(lambda: self.sessions.save(new_state))
         yield Done(record)
 
@@ -245,6 +257,16 @@ class Assistant:
         elif held:
             yield plan.text
 
+    def _disclaimers(self, plan: _Answer, question: str, cites: list[dict[str, object]], lang: Lang) -> str:
+        """Append the compliance notices that match this answer; return the appended text."""
+        if self.compliance is None or plan.kind in ("refused", "fallback", "smalltalk"):
+            return ""
+        found = self.compliance.disclaimers(question=question, answer=plan.text, citations=cites, lang=lang)
+        final = append_disclaimers(plan.text, found, lang)
+        added, plan.text = final[len(plan.text) :], final
+        plan.disclaimers = [d.rule_id for d in found]
+        return added
+
     def _holds_answers(self) -> bool:
         """Whether to check an answer against its sources before the customer sees any of it."""
         check = self.settings.answer_check
@@ -265,6 +287,13 @@ def replace_unsupported(plan: _Answer, lang: Lang) -> None:
         plan.text, plan.kind = prompts.RELATED_ONLY[lang], "no_answer"
 
 
+def escalation(recent: list[float], score: float) -> bool:
+    """The sentiment rule over the session's recent turns and this one (SentimentTracker's rule)."""
+    tracker = SentimentTracker()
+    tracker.recent.extend(recent)
+    return tracker.update(score)
+
+
 def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) -> tuple[str, dict[str, Any]]:
     """What the audit log keeps of a turn; "model_call" when a model was asked, else "bot_reply"."""
     payload: dict[str, Any] = {
@@ -273,6 +302,7 @@ def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) ->
         "status": plan.status,
         "reply": plan.text,
         "citations": [c["chunk_id"] for c in cites],
+        "disclaimers": plan.disclaimers,
     }
     if plan.request is None:
         return "bot_reply", payload

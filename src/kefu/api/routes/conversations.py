@@ -75,7 +75,15 @@ async def _as_sse(first: Event, events: AsyncIterator[Event]) -> AsyncIterator[s
 
 def _event_line(event: Event) -> str:
     if isinstance(event, Meta):
-        return sse("meta", {"message_id": event.message_id, "answer_kind": event.answer_kind})
+        return sse(
+            "meta",
+            {
+                "message_id": event.message_id,
+                "answer_kind": event.answer_kind,
+                "sentiment": round(event.sentiment, 3),
+                "escalate": event.escalate,
+            },
+        )
     if isinstance(event, Citations):
         return sse("citations", {"citations": event.citations})
     if isinstance(event, Delta):
