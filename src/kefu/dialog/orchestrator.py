@@ -27,6 +27,8 @@ from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.kb.types import Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
 from kefu.safety.compliance import CompliancePolicy, append_disclaimers
+from kefu.safety.injection import detect_injection, leaks_prompt
+from kefu.safety.injection import refusal_text as injection_refusal
 from kefu.safety.scope import ScopeGuard
 from kefu.safety.sentiment import SentimentTracker, score_sentiment
 from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
@@ -178,6 +180,10 @@ class Assistant:
             return _Answer("smalltalk", text=prompts.GREETING[lang].format(shop=self.settings.shop_name))
         if kind == "thanks":
             return _Answer("smalltalk", text=prompts.THANKS[lang])
+        attack = await to_thread.run_sync(lambda: detect_injection(question))
+        if attack.is_attack:
+            log.warning("refused a prompt-injection attempt (%s): %s", attack.kind, attack.reason)
+            return _Answer("refused", text=injection_refusal(lang))
         if self.scope is not None:
             scope = self.scope
             verdict = await to_thread.run_sync(lambda: scope.check(question))
@@ -234,6 +240,8 @@ class Assistant:
                         plan.usage = chunk.usage
                     if chunk.text:
                         plan.text += chunk.text
+                        if not held and leaks_prompt(plan.text, messages[0].content):
+                            break  # stop mid-stream: less than a sentence of it was sent
                         if not held:
                             yield chunk.text
         except (ModelError, TimeoutError) as exc:
@@ -248,6 +256,10 @@ class Assistant:
         if not plan.text.strip():
             plan.text, plan.kind = prompts.NO_ANSWER[lang], "no_answer"
             yield plan.text
+        elif leaks_prompt(plan.text, messages[0].content):
+            log.warning("model %s repeated its instructions; the reply was withheld", plan.model)
+            plan.text, plan.kind, plan.status = injection_refusal(lang), "refused", "replaced"
+            yield ("\n\n" if not held else "") + plan.text
         elif held and not is_grounded(plan.text, grounding_context(messages)):
             log.warning(
                 "model %s answered beyond its sources; sent the knowledge base's own text", plan.model

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from kefu.errors import KnowledgeBaseError
 from kefu.kb.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP, PATH_SEP, chunk_markdown, detect_lang
 from kefu.kb.types import Chunk
+from kefu.safety.injection import sanitize_source
 
 KeyKind = Literal["question", "passage"]
 _BOMS = ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
@@ -72,7 +73,10 @@ def load_pack(kb_dir: Path, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = D
     keys: list[MatchKey] = []
     for path in docs:
         source = path.relative_to(kb_dir).as_posix()
-        for chunk in chunk_markdown(read_text(path, kb_dir), source, max_chars, overlap):
+        for raw in chunk_markdown(read_text(path, kb_dir), source, max_chars, overlap):
+            chunk = without_hidden_instructions(raw)
+            if not chunk.text.strip():
+                continue
             keys.append(MatchKey(len(chunks), f"{chunk.section}\n{chunk.text}", "passage"))
             chunks.append(chunk)
     seen: dict[str, str] = {}
@@ -80,10 +84,21 @@ def load_pack(kb_dir: Path, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = D
         source = path.relative_to(kb_dir).as_posix()
         for entry in _faq_entries(path, kb_dir):
             chunk, questions = _faq_chunk(entry, source, seen)
+            chunk = without_hidden_instructions(chunk)
             keys.extend(MatchKey(len(chunks), q, "question") for q in questions)
             keys.append(MatchKey(len(chunks), chunk.text, "passage"))
             chunks.append(chunk)
     return Pack(chunks=chunks, keys=keys, version=_version(kb_dir, [*docs, *faqs]))
+
+
+def without_hidden_instructions(chunk: Chunk) -> Chunk:
+    """Indirect prompt injection: orders aimed at the model (HTML comments, hidden text, 「忽略以上规则…」)
+    never reach an index, a prompt, a citation or a verbatim FAQ answer."""
+    text = sanitize_source(chunk.text)
+    answer = sanitize_source(chunk.answer) if chunk.answer else chunk.answer
+    if text == chunk.text and answer == chunk.answer:
+        return chunk
+    return replace(chunk, text=text, answer=answer)
 
 
 def _faq_entries(path: Path, root: Path) -> list[dict[str, Any]]:
