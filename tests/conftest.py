@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -18,7 +20,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for _name in [n for n in os.environ if n.startswith("KEFU_") and not n.startswith("KEFU_TEST_")]:
     del os.environ[_name]
 
+from fastapi.testclient import TestClient  # noqa: E402
+
+from kefu.api.app import create_app  # noqa: E402
 from kefu.config import Settings, load_settings  # noqa: E402
+from kefu.llm.testing import ScriptedModel  # noqa: E402
+
+MINI_KB = Path(__file__).parent / "data" / "mini_kb"  # a small pack whose content the tests control
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +48,62 @@ def make_settings(tmp_path: Path, shared_cache_dir: Path) -> Callable[..., Setti
         return load_settings(**values)
 
     return make
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every SQL contract suite runs on a SQLite file (in a folder that does not exist yet) and, where
+    KEFU_TEST_POSTGRES_URL is set (CI sets it), on PostgreSQL in a schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nested' / 'kefu.db'}"
+        return
+    postgres_url = os.environ.get("KEFU_TEST_POSTGRES_URL")
+    if not postgres_url:
+        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL contract tests skipped")
+    from kefu.storage.testing import temporary_postgres_schema
+
+    with temporary_postgres_schema(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture
+def model() -> ScriptedModel:
+    """The scripted model: ``model.history`` is what it received."""
+    return ScriptedModel()
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings], model: ScriptedModel) -> Iterator[TestClient]:
+    """The real app (lifespan run) on the mini pack, answering with ``model``."""
+    with TestClient(create_app(make_settings(kb_dir=MINI_KB), model=model)) as test_client:
+        yield test_client
+
+
+def new_conversation(client: TestClient) -> str:
+    response = client.post("/v1/conversations", json={"channel": "web"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def ask(client: TestClient, conversation_id: str, text: str) -> dict[str, Any]:
+    response = client.post(f"/v1/conversations/{conversation_id}/messages", json={"content": text})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["message"])
+
+
+def system_text(model: ScriptedModel, index: int = -1) -> str:
+    return model.history[index].messages[0].content
+
+
+def parse_sse(lines: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+    events, name = [], "message"
+    for line in lines:
+        if line.startswith("event:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            events.append((name, json.loads(line.split(":", 1)[1])))
+            name = "message"
+    return events
 
 
 def free_port() -> int:

@@ -5,52 +5,22 @@ sources, the session's earlier turns, and redacted text."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import MINI_KB, ask, new_conversation, parse_sse, system_text
 from kefu.api.app import create_app
 from kefu.config import Settings
 from kefu.errors import ModelError
 from kefu.llm.testing import ScriptedModel
 
-MINI_KB = Path(__file__).parent / "data" / "mini_kb"
-
-
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
-
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(kb_dir=MINI_KB)
-
-
-@pytest.fixture
-def client(settings: Settings, model: ScriptedModel) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, model=model)) as test_client:
-        yield test_client
-
-
-def new_conversation(client: TestClient) -> str:
-    response = client.post("/v1/conversations", json={"channel": "web"})
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-def ask(client: TestClient, conversation_id: str, text: str) -> dict[str, Any]:
-    response = client.post(f"/v1/conversations/{conversation_id}/messages", json={"content": text})
-    assert response.status_code == 200, response.text
-    return dict(response.json()["message"])
-
-
-def system_text(model: ScriptedModel, index: int = -1) -> str:
-    return model.history[index].messages[0].content
 
 
 def test_grounded_answer_cites_sources_and_follow_up_uses_the_session(
@@ -189,17 +159,6 @@ def test_streaming_sends_meta_citations_deltas_then_done(client: TestClient, mod
     assert names.count("delta") >= 2  # streamed in pieces
     streamed = "".join(data["text"] for name, data in events if name == "delta")
     assert streamed == events[-1][1]["message"]["content"] == "默认中通快递，满 199 元升级顺丰 [1]。"
-
-
-def parse_sse(lines: Iterator[str]) -> list[tuple[str, dict[str, Any]]]:
-    events, name = [], "message"
-    for line in lines:
-        if line.startswith("event:"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            events.append((name, json.loads(line.split(":", 1)[1])))
-            name = "message"
-    return events
 
 
 def test_history_lists_both_sides_in_order(client: TestClient, model: ScriptedModel):

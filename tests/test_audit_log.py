@@ -17,21 +17,9 @@ from kefu.audit.crypto import GENESIS_HASH, record_hash
 from kefu.audit.records import iter_records
 from kefu.errors import InvalidInput, NotFound
 from kefu.storage.engine import make_engine
-from kefu.storage.testing import temporary_postgres_schema
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 SENTENCE = "客户张三说：我的订单还没到，请帮我查一下物流。"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kefu.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL audit tests skipped")
-    with temporary_postgres_schema(POSTGRES_URL) as url:
-        yield url
 
 
 @pytest.fixture

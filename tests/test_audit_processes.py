@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 import kefu
 from kefu.audit import AuditLog, Keyring, verify
 from kefu.storage.engine import make_engine
-from kefu.storage.testing import temporary_postgres_schema
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 PROCESSES, APPENDS = 3, 20
@@ -29,17 +25,6 @@ for i in range(int(os.environ["AUDIT_TEST_N"])):
     log.append("tool_call", {"pid": os.getpid(), "i": i})
 engine.dispose()
 """
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kefu.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL audit tests skipped")
-    with temporary_postgres_schema(POSTGRES_URL) as url:
-        yield url
 
 
 def test_concurrent_processes_form_one_chain(database_url: str) -> None:

@@ -21,22 +21,10 @@ from kefu.storage.engine import make_engine
 from kefu.storage.factory import build_stores
 from kefu.storage.migrate import migrate
 from kefu.storage.sql import SqlConversationStore
-from kefu.storage.testing import temporary_postgres_schema
 from kefu.storage.vault import SqlPiiVault
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kefu.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL vault tests skipped")
-    with temporary_postgres_schema(POSTGRES_URL) as url:
-        yield url
 
 
 @pytest.fixture

@@ -16,20 +16,8 @@ from kefu.storage.base import ConversationStore
 from kefu.storage.engine import StoreUnavailable, make_engine
 from kefu.storage.migrate import migrate
 from kefu.storage.sql import SqlConversationStore
-from kefu.storage.testing import temporary_postgres_schema
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kefu.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL contract tests skipped")
-    with temporary_postgres_schema(POSTGRES_URL) as url:
-        yield url
 
 
 @pytest.fixture

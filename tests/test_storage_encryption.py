@@ -36,17 +36,6 @@ def sqlite_bytes(path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kefu.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL encryption tests skipped")
-    with temporary_postgres_schema(POSTGRES_URL) as url:
-        yield url
-
-
 @pytest.fixture
 def keyring() -> Keyring:
     return Keyring.generate("k1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,22 +21,10 @@ from kefu.storage.migrate import alembic_config, current_revision, migrate
 from kefu.storage.models import Base
 from kefu.storage.redis_sessions import RedisSessionStore
 from kefu.storage.sessions_sql import SqlSessionStore
-from kefu.storage.testing import temporary_postgres_schema
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL")
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'nested' / 'kefu.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("KEFU_TEST_POSTGRES_URL not set: PostgreSQL migration tests skipped")
-    with temporary_postgres_schema(POSTGRES_URL) as url:
-        yield url
 
 
 def test_migrating_twice_reaches_head_and_matches_the_models(database_url: str) -> None:

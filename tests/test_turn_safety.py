@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import MINI_KB
 from kefu.api.app import create_app
 from kefu.config import Settings
 from kefu.llm.testing import ScriptedModel
 
-MINI_KB = Path(__file__).parent / "data" / "mini_kb"
 SECRETS = ("11010519491231002X", "13800138000", "6222021234567890128")
 MESSAGE = f"我的身份证号是{SECRETS[0]}，手机{SECRETS[1]}，卡号{SECRETS[2]}帮我查下订单"
-
-
-@pytest.fixture
-def model() -> ScriptedModel:
-    return ScriptedModel()
 
 
 @pytest.fixture
