@@ -213,6 +213,35 @@ def eval_scope(data: DataOpt = Path("../shared/eval")) -> None:
     typer.echo(run_scope_eval(data).format_table())
 
 
+@app.command("demo-erp")
+@friendly_errors
+def demo_erp(
+    host: HostOpt = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    token: Annotated[
+        str, typer.Option(envvar="KEFU_ERP_TOKEN", help="Bearer token clients must send.")
+    ] = "demo-erp-token",
+    db: Annotated[Path | None, typer.Option(help="SQLite file (default <data_dir>/demo-erp.db).")] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the data instead of re-seeding the demo orders.")
+    ] = False,
+    tau2: Annotated[
+        Path | None,
+        typer.Option(help="Serve the tau2 retail db.json instead (imported into <data_dir>/tau2-erp.db)."),
+    ] = None,
+) -> None:
+    """Run the demo ERP of 小铺优选 (orders, returns, invoices, credit check) that order flows call."""
+    from kefu.tools.demo_erp import import_tau2_retail, run_demo_erp
+
+    data_dir = load_settings().data_dir
+    if tau2 is not None:
+        db = db or data_dir / "tau2-erp.db"
+        typer.echo(f"imported tau2 retail: {import_tau2_retail(tau2, db)}", err=True)
+    run_demo_erp(
+        db or data_dir / "demo-erp.db", token, host or "127.0.0.1", port, reseed=tau2 is None and not keep
+    )
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -1,0 +1,154 @@
+"""``HttpOrderSystem``: the ``OrderSystem`` seam over the demo ERP's REST API (httpx, synchronous).
+
+Connection failures, dropped connections and 5xx answers are retried with exponential backoff —
+safe, because every write carries its idempotency key and the ERP replays the stored result. A
+timeout is not retried (the ERP is slow; the customer should not wait three times as long): it
+becomes ``ToolUnavailable`` at once. 404 → ``NotFound``, 401/403 → ``ToolAuthFailed``, other 4xx
+(409 state conflicts, 422 unusable requests) → ``ToolRejected`` carrying the ERP's reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from kefu.tools.orders import Order, ReturnOrder, ToolUnavailable
+from kefu.tools.wire import Json, order_from_wire, raise_for_outcome, return_from_wire
+
+HUMAN = "try again later or offer the customer a human agent"
+
+
+class JsonHttp:
+    """Bearer-authenticated JSON calls to one service, with retries and the seam's error mapping."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = 5.0,
+        retries: int = 2,
+        *,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._client = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(
+        self, method: str, path: str, *, subject: str, json: Json | None = None, key: str | None = None
+    ) -> Json:
+        """The JSON body of a successful answer; errors raised as the seam's exceptions."""
+        headers = {"Idempotency-Key": key} if key is not None else {}
+        response = self._send(method, path, json, headers)
+        body = _body(response)
+        raise_for_outcome(response.status_code, body, subject=subject, where=self.base_url)
+        if not isinstance(body, dict):
+            raise ToolUnavailable(f"the service at {self.base_url} answered {path} with non-JSON; {HUMAN}")
+        return body
+
+    def _send(self, method: str, path: str, json: Json | None, headers: dict[str, str]) -> httpx.Response:
+        failure = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._client.request(method, path, json=json, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failure = f"cannot connect: {exc or type(exc).__name__}"
+                continue
+            except httpx.TimeoutException:
+                raise ToolUnavailable(
+                    f"the service at {self.base_url} did not answer within {self.timeout:g} s; {HUMAN}"
+                ) from None
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code < 500 or attempt == self.retries:
+                return response
+            failure = f"HTTP {response.status_code}"
+        raise ToolUnavailable(
+            f"the service at {self.base_url} is not reachable ({failure}) after {self.retries + 1} "
+            f"attempts; {HUMAN}"
+        )
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _order_path(order_id: str, action: str = "") -> str:
+    path = f"/orders/{quote(order_id, safe='')}"  # tau2 ids start with "#"
+    return f"{path}/{action}" if action else path
+
+
+class HttpOrderSystem:
+    """``OrderSystem`` over HTTP. Close it (or use ``with``) to release its connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = 5.0,
+        retries: int = 2,
+        *,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = JsonHttp(base_url, token, timeout, retries, backoff=backoff, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HttpOrderSystem:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get_order(self, order_id: str) -> Order:
+        return order_from_wire(self._http.call("GET", _order_path(order_id), subject=f"order {order_id}"))
+
+    def verify_customer(self, order_id: str, phone_last4: str) -> bool:
+        body = self._http.call(
+            "POST",
+            _order_path(order_id, "verify"),
+            subject=f"order {order_id}",
+            json={"phone_last4": phone_last4},
+        )
+        return body.get("verified") is True
+
+    def create_return(
+        self, order_id: str, *, kind: str, reason: str, photos: list[str], idempotency_key: str
+    ) -> ReturnOrder:
+        payload = {"kind": kind, "reason": reason, "photos": list(photos)}
+        body = self._write(order_id, "returns", payload, idempotency_key)
+        return return_from_wire(body)
+
+    def cancel_order(self, order_id: str, *, idempotency_key: str) -> Order:
+        return order_from_wire(self._write(order_id, "cancel", {}, idempotency_key))
+
+    def change_address(self, order_id: str, address: str, *, idempotency_key: str) -> Order:
+        return order_from_wire(self._write(order_id, "address", {"address": address}, idempotency_key))
+
+    def request_invoice(
+        self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
+    ) -> str:
+        payload = {"kind": kind, "title": title, "tax_id": tax_id}
+        return str(self._write(order_id, "invoices", payload, idempotency_key)["invoice_request_id"])
+
+    def _write(self, order_id: str, action: str, payload: Json, key: str) -> Json:
+        path = _order_path(order_id, action)
+        return self._http.call("POST", path, subject=f"order {order_id}", json=payload, key=key)

@@ -1,0 +1,116 @@
+"""The order system (ERP) seam: value types, the ``OrderSystem`` protocol and its two errors.
+
+The ERP enforces only its own state rules (no cancelling or re-addressing a shipped order, returns only
+for delivered orders); *policy* — return windows, what counts as a quality problem — belongs to the
+flow engine. Every write carries an idempotency key: the same key always yields the same result, so
+a retried or replayed request never creates a second return, cancellation or invoice request.
+
+    KefuError
+    ├── NotFound               the order id does not exist (404)
+    ├── ToolUnavailable        the ERP is down, slow or refuses our credentials (503): offer a human
+    │   └── ToolAuthFailed     the ERP rejected kefu's token (operator must fix the configuration)
+    └── ToolRejected           the ERP refused the request (409), its reason in the message
+
+All datetimes are timezone-aware (UTC on the wire); money is ``Decimal``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from kefu.errors import KefuError
+
+ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
+RETURN_KINDS = ("return", "exchange")
+INVOICE_KINDS = ("electronic", "vat_special")  # 电子普通发票 · 增值税专用发票 (needs a tax id)
+CANCELLABLE = ("pending", "paid")  # also the statuses in which the address may change
+
+
+class ToolUnavailable(KefuError):
+    """The order system cannot be reached or did not answer in time; the customer should be offered a
+    human agent."""
+
+    code = "tool_unavailable"
+    status = 503
+
+
+class ToolAuthFailed(ToolUnavailable):
+    """The order system refused kefu's credentials: unavailable to the customer, a config fix for the
+    operator."""
+
+    code = "tool_auth_failed"
+
+
+class ToolRejected(KefuError):
+    """The order system understood the request and refused it (e.g. cancelling a shipped order)."""
+
+    code = "tool_rejected"
+    status = 409
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    sku: str
+    name: str
+    quantity: int
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Shipment:
+    carrier: str
+    tracking_number: str
+    status: str  # "in_transit" | "out_for_delivery" | "delivered" | "exception"
+    updated_at: datetime
+    events: list[str]  # oldest first, e.g. "2026-11-20 10:02 【杭州转运中心】已发出"
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    customer_phone_last4: str
+    status: str  # one of ORDER_STATUSES
+    items: list[OrderItem]
+    total: Decimal
+    placed_at: datetime
+    delivered_at: datetime | None
+    address: str
+    shipment: Shipment | None
+
+
+@dataclass(frozen=True)
+class ReturnOrder:
+    return_id: str  # e.g. "RT20261124-000123": creation date (Asia/Shanghai) and a sequence number
+    order_id: str
+    kind: str  # one of RETURN_KINDS
+    reason: str
+    status: str  # "requested" when created
+    created_at: datetime
+
+
+@runtime_checkable
+class OrderSystem(Protocol):
+    def get_order(self, order_id: str) -> Order:
+        """The order, or ``NotFound`` naming the order id."""
+        ...
+
+    def verify_customer(self, order_id: str, phone_last4: str) -> bool: ...
+
+    def create_return(
+        self, order_id: str, *, kind: str, reason: str, photos: list[str], idempotency_key: str
+    ) -> ReturnOrder:
+        """Same key → the same ``ReturnOrder``, never a second one."""
+        ...
+
+    def cancel_order(self, order_id: str, *, idempotency_key: str) -> Order: ...
+
+    def change_address(self, order_id: str, address: str, *, idempotency_key: str) -> Order: ...
+
+    def request_invoice(
+        self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
+    ) -> str:
+        """Returns the invoice request id, e.g. "IV20261124-000045"."""
+        ...
