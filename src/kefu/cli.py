@@ -97,7 +97,7 @@ def demo(
     from kefu.config import DEMO_SHOP_DIR
 
     settings = load_settings()
-    overrides: dict[str, object] = {"kb_dir": DEMO_SHOP_DIR}
+    overrides: dict[str, object] = {"kb_dir": DEMO_SHOP_DIR, "demo_erp": not settings.erp_url}
     if not settings.database_url:
         overrides["database_url"] = f"sqlite:///{settings.data_dir / 'demo.db'}"
     _serve(load_settings(**overrides), host, port, tls_cert, tls_key)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     compliance_rules: Path | None = None
     compliance_domains: list[str] | None = None
 
+    # Order system for task flows (order status, returns, cancel, address, invoice): an HTTP ERP at
+    # KEFU_ERP_URL; `kefu demo` uses the built-in demo ERP; neither → no order flows (a human is offered).
+    erp_url: str = ""
+    erp_token: SecretStr = SecretStr("")
+    demo_erp: bool = False
+
     # Knowledge base
     kb_dir: Path = DEMO_SHOP_DIR  # folder with docs/*.md and faq/*.json
     kb_index_dir: Path | None = None  # empty → <cache_dir>/index (embedding cache, keyed by text hash)

@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from kefu.audit import AuditLog
+    from kefu.flows import FlowEngine
     from kefu.kb.index import KnowledgeBase
     from kefu.safety.scope import ScopeGuard
     from kefu.storage.factory import Stores
+    from kefu.tools.orders import OrderSystem
 
 log = logging.getLogger("kefu")
 
@@ -77,6 +79,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
         scope=scope,
         compliance=CompliancePolicy.load(settings.compliance_rules, settings.compliance_domains),
+        flows=flow_engine(settings),
         audit=lambda kind, payload, conversation_id: audit_log.append(
             kind, payload, conversation_id=conversation_id
         ),
@@ -100,6 +103,33 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
     from kefu.storage.factory import settings_keyring
 
     return AuditLog(engine, settings_keyring(settings))
+
+
+def flow_engine(settings: Settings) -> FlowEngine | None:
+    """Task flows over the configured order system, or None when there is none (see KEFU_ERP_URL)."""
+    from datetime import UTC, datetime
+
+    from kefu.flows import FlowEngine, demo_flows
+
+    orders = order_system(settings)
+    return FlowEngine(demo_flows(), orders, clock=lambda: datetime.now(UTC)) if orders is not None else None
+
+
+def order_system(settings: Settings) -> OrderSystem | None:
+    if settings.erp_url:
+        from kefu.tools.http_erp import HttpOrderSystem
+
+        return HttpOrderSystem(settings.erp_url, settings.erp_token.get_secret_value())
+    if settings.demo_erp:
+        from kefu.tools.demo_erp.local import DemoOrderSystem
+        from kefu.tools.demo_erp.seed import seed_demo
+        from kefu.tools.demo_erp.store import ErpStore
+
+        store = ErpStore(settings.data_dir / "demo-erp.db")
+        store.reset()  # re-seeded at each start: "delivered 5 days ago" stays true
+        seed_demo(store)
+        return DemoOrderSystem(store)
+    return None
 
 
 def open_knowledge_base(settings: Settings) -> KnowledgeBase:

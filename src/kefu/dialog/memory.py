@@ -38,6 +38,7 @@ def remember(
         sentiment=[*state.sentiment, sentiment][-SENTIMENT_TURNS:]
         if sentiment is not None
         else state.sentiment,
+        flow=state.flow,
         updated_at=time.time(),
     )
 

@@ -24,6 +24,7 @@ from kefu.dialog.language import Lang, detect_language
 from kefu.dialog.memory import is_follow_up, remember, retrieval_query, with_previous_question
 from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
+from kefu.flows import FlowEngine, FlowState, detect_flow
 from kefu.kb.types import Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
 from kefu.safety.compliance import CompliancePolicy, append_disclaimers
@@ -74,6 +75,8 @@ class _Answer:
     model: str | None = None
     status: str = "ok"
     request: ChatRequest | None = None
+    flow_state: str | None = None  # the flow to resume next turn (JSON), None when none is ongoing
+    flow_data: dict[str, Any] = field(default_factory=dict)
     disclaimers: list[str] = field(default_factory=list)
 
 
@@ -91,6 +94,7 @@ class Assistant:
     audit: Callable[[str, dict[str, Any], str], object] | None = None
     scope: ScopeGuard | None = None  # refuses medical / legal / investment advice before any retrieval
     compliance: CompliancePolicy | None = None  # disclaimers attached deterministically to matching answers
+    flows: FlowEngine | None = None  # order status, returns, cancel, address, invoice: policy as code
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -165,6 +169,7 @@ class Assistant:
             await to_thread.run_sync(lambda: audit(kind, payload, conversation_id))
         if history is None:
             new_state = remember(state, question, plan.text, self.settings.session_window_turns, mood)
+            new_state.flow = plan.flow_state
             await to_thread.run_sync(lambda: self.sessions.save(new_state))
         yield Done(record)
 
@@ -184,6 +189,9 @@ class Assistant:
         if attack.is_attack:
             log.warning("refused a prompt-injection attempt (%s): %s", attack.kind, attack.reason)
             return _Answer("refused", text=injection_refusal(lang))
+        flow_answer = await self._flow(state, question)
+        if flow_answer is not None:
+            return flow_answer
         if self.scope is not None:
             scope = self.scope
             verdict = await to_thread.run_sync(lambda: scope.check(question))
@@ -199,6 +207,25 @@ class Assistant:
                 return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang])
             return _Answer("grounded", hits=found.hits)
         return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
+
+    async def _flow(self, state: SessionState, question: str) -> _Answer | None:
+        """Resume the ongoing flow, or start one the message asks for; the engine decides, deterministically."""
+        engine = self.flows
+        if engine is None:
+            return None
+        if state.flow is not None:
+            flow_state = FlowState.from_json(state.flow)
+            turn = await to_thread.run_sync(lambda: engine.advance(flow_state, question))
+        else:
+            name = detect_flow(question)
+            if name is None:
+                return None
+            turn = await to_thread.run_sync(lambda: engine.start(name, state.conversation_id, question))
+        kind = "handoff" if turn.outcome in ("handoff", "failed") else "flow"
+        ongoing = turn.state.to_json() if turn.outcome == "ongoing" else None
+        return _Answer(
+            kind, text=turn.text, flow_state=ongoing, flow_data={"outcome": turn.outcome, **turn.data}
+        )
 
     async def _search(self, state: SessionState, question: str) -> Retrieval:
         """Search with the message (follow-ups with the last question too); when the message alone finds
@@ -316,6 +343,8 @@ def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) ->
         "citations": [c["chunk_id"] for c in cites],
         "disclaimers": plan.disclaimers,
     }
+    if plan.flow_data:
+        payload["flow"] = plan.flow_data
     if plan.request is None:
         return "bot_reply", payload
     payload["model"] = plan.model

@@ -90,6 +90,7 @@ class SessionState:
     turns: list[Turn] = field(default_factory=list)
     summary: str = ""
     sentiment: list[float] = field(default_factory=list)  # the customer's recent per-turn scores
+    flow: str | None = None  # an ongoing task flow (kefu.flows.FlowState as JSON), resumed next turn
     updated_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:

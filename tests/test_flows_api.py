@@ -1,0 +1,76 @@
+"""Order flows through the chat, against the built-in demo ERP: identity first, policy decided by the
+flow engine (never by the model), one return order however often the customer retries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import MINI_KB, ask, new_conversation
+from kefu.api.app import create_app
+from kefu.config import Settings
+from kefu.llm.testing import ScriptedModel
+
+
+@pytest.fixture
+def shop(make_settings: Callable[..., Settings], model: ScriptedModel) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(kb_dir=MINI_KB, demo_erp=True), model=model)) as client:
+        yield client
+
+
+def chat(client: TestClient, *texts: str) -> tuple[str, list[dict]]:
+    conversation = new_conversation(client)
+    return conversation, [ask(client, conversation, text) for text in texts]
+
+
+def returns_of(client: TestClient, order_id: str) -> int:
+    orders = client.app.state.runtime.assistant.flows.orders  # type: ignore[attr-defined]
+    return int(orders.store.count("returns", order_id=order_id))
+
+
+def test_order_status_asks_for_identity_before_showing_anything(shop: TestClient, model: ScriptedModel):
+    _, replies = chat(shop, "我的订单到哪了", "XP1013", "1234", "8001")
+    assert [r["answer_kind"] for r in replies] == ["flow"] * 4
+    assert "订单号" in replies[0]["content"] and "后 4 位" in replies[1]["content"]
+    assert "SF" not in replies[2]["content"]  # a wrong last-4 shows nothing of the order
+    assert "XP1013" in replies[3]["content"] and "运单号" in replies[3]["content"]
+    assert model.history == []  # the model neither decided nor phrased any of it
+
+
+def test_eight_days_after_delivery_a_return_needs_a_quality_problem_and_photos(shop: TestClient):
+    _, replies = chat(shop, "耳机收到8天了想退", "XP1002", "9002", "耳机有杂音，质量问题", "照片已上传")
+    assert "照片" in replies[3]["content"]
+    assert "RT" in replies[4]["content"] and returns_of(shop, "XP1002") == 1
+
+
+def test_eight_days_without_a_quality_problem_is_refused_by_policy(shop: TestClient):
+    _, replies = chat(shop, "耳机收到8天了想退", "XP1002", "9002", "不想要了")
+    assert "RT" not in replies[-1]["content"] and "人工" in replies[-1]["content"]
+    assert returns_of(shop, "XP1002") == 0
+
+
+def test_five_days_issues_one_return_order_however_often_the_request_is_retried(shop: TestClient):
+    conversation, replies = chat(shop, "耳机收到5天了想退", "XP1001", "8001", "不想要了")
+    return_id = replies[-1]["content"].split("售后单号 ")[1].split("。")[0]
+    assert return_id.startswith("RT")
+    ask(shop, conversation, "不想要了")  # the client re-sends the last message
+    assert returns_of(shop, "XP1001") == 1
+    history = shop.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+    assert sum(return_id in m["content"] for m in history) == 1
+
+
+def test_the_flow_resumes_after_a_restart(make_settings: Callable[..., Settings]):
+    settings = make_settings(kb_dir=MINI_KB, demo_erp=True)
+    with TestClient(create_app(settings, model=ScriptedModel())) as first:
+        conversation, _ = chat(first, "我的订单到哪了", "XP1013")
+    settings = make_settings(kb_dir=MINI_KB, demo_erp=True)  # a new process: same data dir
+    with TestClient(create_app(settings, model=ScriptedModel())) as second:
+        reply = ask(second, conversation, "8001")
+    assert reply["answer_kind"] == "flow" and "运单号" in reply["content"]
+
+
+def test_without_an_order_system_order_questions_are_not_flows(client: TestClient):
+    _, replies = chat(client, "我的订单到哪了")
+    assert replies[0]["answer_kind"] != "flow"
