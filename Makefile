@@ -35,9 +35,10 @@ typecheck: $(BIN)/python
 
 check: lint typecheck
 
-bench:  ## server overhead vs a bare ASGI endpoint (fake model), then local-model TTFT
+bench:  ## server overhead vs a bare ASGI endpoint (fake model), local-model TTFT, KB ingest/query
 	$(BIN)/python benchmarks/chat_overhead.py
 	$(BIN)/python benchmarks/local_ttft.py
+	$(BIN)/python benchmarks/kb_bench.py --data ../shared/eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -154,3 +154,15 @@ def test_the_shared_embedder_embeds_a_repeated_query_once():
     embedder.embed_queries(["a"]), embedder.embed_queries(["b"])  # evicts the oldest
     embedder.embed_queries(["你们发什么快递？"])
     assert Counting.calls == 4
+
+
+def test_top_k_matches_a_stable_full_sort():
+    import numpy as np
+
+    from kefu.kb.index import top_k
+
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        scores = rng.integers(0, 5, size=200).astype(float)  # many ties at every boundary
+        for k in (1, 4, 17, 199, 200, 500):
+            assert top_k(scores, k) == [int(i) for i in np.argsort(-scores, kind="stable")[:k]], (trial, k)

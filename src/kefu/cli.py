@@ -192,6 +192,30 @@ def audit_purge(days: Annotated[int, typer.Option(min=1, help="Delete records ol
     typer.echo(str(purge_older_than(engine, days)))
 
 
+@eval_app.command("retrieval")
+@friendly_errors
+def eval_retrieval(
+    data: DataOpt = Path("../shared/eval"),
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Every row of every set (~5 min cold) instead of fixed-seed samples."),
+    ] = False,
+) -> None:
+    """Knowledge-base retrieval: Recall@k / MRR of fused, dense and BM25 ranking; wrong verbatim FAQ answers."""
+    from kefu.evals.retrieval import FULL, Sizes, run_retrieval_eval
+
+    settings = load_settings()
+    report = run_retrieval_eval(
+        data,
+        sizes=FULL if full else Sizes(),
+        cache_dir=settings.cache_dir / "eval",
+        faq_direct_threshold=settings.faq_direct_threshold,
+        grounded_threshold=settings.grounded_threshold,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report.format_table())
+
+
 @eval_app.command("sentiment")
 @friendly_errors
 def eval_sentiment(

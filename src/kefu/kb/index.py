@@ -103,7 +103,7 @@ class KnowledgeBase:
             self.grounded_threshold,
         )
         scores = fuse(dense, sparse, self.fusion)
-        order = [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+        order = top_k(scores, k)
         faq_hit = None
         if decision == "faq":
             faq_index = int(self._key_chunk[best_key])
@@ -128,3 +128,14 @@ def embed_pack(pack: Pack, embedder: Embedder, cache: EmbeddingCache) -> np.ndar
             texts = [pack.keys[i].text for i in rows]
             vectors[rows] = embed_cached(embedder, cache, texts, mode)  # type: ignore[arg-type]
     return vectors
+
+
+def top_k(scores: np.ndarray, k: int) -> list[int]:
+    """Indices of the k best scores, best first, ties by index — without sorting every chunk
+    (a full argsort was two thirds of a search at 100k chunks)."""
+    candidates = np.arange(scores.size)
+    if k < scores.size:
+        kth_best = -np.partition(-scores, k - 1)[k - 1]
+        candidates = np.flatnonzero(scores >= kth_best)  # every tie at the boundary, so ties go by index
+    ordered = candidates[np.lexsort((candidates, -scores[candidates]))]
+    return [int(i) for i in ordered[:k]]
