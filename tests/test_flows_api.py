@@ -26,7 +26,7 @@ def chat(client: TestClient, *texts: str) -> tuple[str, list[dict]]:
 
 
 def returns_of(client: TestClient, order_id: str) -> int:
-    orders = client.app.state.runtime.assistant.flows.orders  # type: ignore[attr-defined]
+    orders = client.app.state.runtime.assistant.flows.orders.inner  # type: ignore[attr-defined]
     return int(orders.store.count("returns", order_id=order_id))
 
 
@@ -74,3 +74,24 @@ def test_the_flow_resumes_after_a_restart(make_settings: Callable[..., Settings]
 def test_without_an_order_system_order_questions_are_not_flows(client: TestClient):
     _, replies = chat(client, "我的订单到哪了")
     assert replies[0]["answer_kind"] != "flow"
+
+
+def test_every_order_system_call_is_on_the_audit_chain(shop: TestClient):
+    from kefu.audit import verify
+
+    conversation, replies = chat(shop, "耳机收到5天了想退", "XP1001", "0000", "8001", "不想要了")
+    runtime = shop.app.state.runtime  # type: ignore[attr-defined]
+    calls = [
+        runtime.audit.decrypt(r)
+        for r in runtime.audit.records(conversation_id=conversation)
+        if r.kind == "tool_call"
+    ]
+    tools = [(c["tool"], c["ok"]) for c in calls]
+    assert ("orders.verify", True) in tools and ("orders.create_return", True) in tools
+    verifications = [c for c in calls if c["tool"] == "orders.verify"]
+    assert [c["result"] for c in verifications] == [False, True]  # the wrong digits, then the right ones
+    assert all("0000" not in str(c) and "8001" not in str(c) for c in verifications)  # digits never logged
+    created = next(c for c in calls if c["tool"] == "orders.create_return")
+    assert created["result"]["return_id"] in replies[-1]["content"]
+    assert created["args"]["idempotency_key"]
+    assert verify(runtime.stores.engine).ok

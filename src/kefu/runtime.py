@@ -7,7 +7,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 
@@ -79,7 +79,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
         scope=scope,
         compliance=CompliancePolicy.load(settings.compliance_rules, settings.compliance_domains),
-        flows=flow_engine(settings),
+        flows=flow_engine(settings, audit_log),
         audit=lambda kind, payload, conversation_id: audit_log.append(
             kind, payload, conversation_id=conversation_id
         ),
@@ -105,14 +105,22 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
     return AuditLog(engine, settings_keyring(settings))
 
 
-def flow_engine(settings: Settings) -> FlowEngine | None:
-    """Task flows over the configured order system, or None when there is none (see KEFU_ERP_URL)."""
+def flow_engine(settings: Settings, audit_log: AuditLog) -> FlowEngine | None:
+    """Task flows over the configured order system, or None when there is none (see KEFU_ERP_URL).
+    Every call the flows make to the order system is appended to the audit chain."""
     from datetime import UTC, datetime
 
     from kefu.flows import FlowEngine, demo_flows
+    from kefu.tools.audited import AuditedOrderSystem
 
     orders = order_system(settings)
-    return FlowEngine(demo_flows(), orders, clock=lambda: datetime.now(UTC)) if orders is not None else None
+    if orders is None:
+        return None
+
+    def append(kind: str, payload: dict[str, Any], conversation_id: str | None) -> object:
+        return audit_log.append(kind, payload, conversation_id=conversation_id, actor="tool")
+
+    return FlowEngine(demo_flows(), AuditedOrderSystem(orders, append), clock=lambda: datetime.now(UTC))
 
 
 def order_system(settings: Settings) -> OrderSystem | None:

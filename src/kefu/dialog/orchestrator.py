@@ -24,7 +24,7 @@ from kefu.dialog.language import Lang, detect_language
 from kefu.dialog.memory import is_follow_up, remember, retrieval_query, with_previous_question
 from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
-from kefu.flows import FlowEngine, FlowState, detect_flow
+from kefu.flows import FlowEngine, FlowState, FlowTurn, detect_flow
 from kefu.kb.types import Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
 from kefu.safety.compliance import CompliancePolicy, append_disclaimers
@@ -33,6 +33,7 @@ from kefu.safety.injection import refusal_text as injection_refusal
 from kefu.safety.scope import ScopeGuard
 from kefu.safety.sentiment import SentimentTracker, score_sentiment
 from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
+from kefu.tools.audited import calls_for
 
 log = logging.getLogger("kefu.dialog")
 
@@ -213,14 +214,22 @@ class Assistant:
         engine = self.flows
         if engine is None:
             return None
+        conversation_id = state.conversation_id
+
+        def run(step: Callable[[], FlowTurn]) -> FlowTurn:
+            with calls_for(conversation_id):  # the tools' audit records name the conversation
+                return step()
+
         if state.flow is not None:
             flow_state = FlowState.from_json(state.flow)
-            turn = await to_thread.run_sync(lambda: engine.advance(flow_state, question))
+            turn = await to_thread.run_sync(lambda: run(lambda: engine.advance(flow_state, question)))
         else:
             name = detect_flow(question)
             if name is None:
                 return None
-            turn = await to_thread.run_sync(lambda: engine.start(name, state.conversation_id, question))
+            turn = await to_thread.run_sync(
+                lambda: run(lambda: engine.start(name, conversation_id, question))
+            )
         kind = "handoff" if turn.outcome in ("handoff", "failed") else "flow"
         ongoing = turn.state.to_json() if turn.outcome == "ongoing" else None
         return _Answer(
