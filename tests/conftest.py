@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import uvicorn
@@ -25,6 +25,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from kefu.api.app import create_app  # noqa: E402
 from kefu.config import Settings, load_settings  # noqa: E402
 from kefu.llm.testing import ScriptedModel  # noqa: E402
+
+if TYPE_CHECKING:
+    from kefu.audit import Keyring
 
 MINI_KB = Path(__file__).parent / "data" / "mini_kb"  # a small pack whose content the tests control
 
@@ -104,6 +107,14 @@ def parse_sse(lines: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
             events.append((name, json.loads(line.split(":", 1)[1])))
             name = "message"
     return events
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    """A fresh AES-256-GCM key ring (key id "k1") for the encryption and audit suites."""
+    from kefu.audit import Keyring
+
+    return Keyring.generate("k1")
 
 
 def free_port() -> int:

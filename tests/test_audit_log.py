@@ -30,11 +30,6 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def keyring() -> Keyring:
-    return Keyring.generate("k1")
-
-
-@pytest.fixture
 def log(engine: Engine, keyring: Keyring) -> AuditLog:
     return AuditLog(engine, keyring)
 

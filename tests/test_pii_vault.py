@@ -28,11 +28,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture
-def keyring() -> Keyring:
-    return Keyring.generate("k1")
-
-
-@pytest.fixture
 def engine(database_url: str, keyring: Keyring) -> Iterator[Engine]:
     engine = make_engine(database_url)
     migrate(engine, keyring=keyring)

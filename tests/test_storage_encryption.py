@@ -37,11 +37,6 @@ def sqlite_bytes(path: Path) -> bytes:
 
 
 @pytest.fixture
-def keyring() -> Keyring:
-    return Keyring.generate("k1")
-
-
-@pytest.fixture
 def engine(database_url: str, keyring: Keyring) -> Iterator[Engine]:
     engine = make_engine(database_url)
     migrate(engine, keyring=keyring)

@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
-import httpx
-
 from kefu.safety.validators import compact, is_valid_resident_id
-from kefu.tools.http_erp import JsonHttp
+from kefu.tools.http_erp import JsonService
 from kefu.tools.orders import ToolUnavailable
 
 APPROVE_FROM = 600
@@ -52,21 +50,8 @@ class DemoCreditCheck:
         return demo_credit_decision(id_number_placeholder_value, name)
 
 
-class HttpCreditCheck:
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        timeout: float = 5.0,
-        retries: int = 2,
-        *,
-        backoff: float = 0.2,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._http = JsonHttp(base_url, token, timeout, retries, backoff=backoff, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
+class HttpCreditCheck(JsonService):
+    """``CreditCheck`` over HTTP."""
 
     def check(self, id_number_placeholder_value: str, name: str) -> CreditResult:
         payload = {"id_number": id_number_placeholder_value, "name": name}

@@ -10,7 +10,7 @@ becomes ``ToolUnavailable`` at once. 404 → ``NotFound``, 401/403 → ``ToolAut
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -94,8 +94,8 @@ def _order_path(order_id: str, action: str = "") -> str:
     return f"{path}/{action}" if action else path
 
 
-class HttpOrderSystem:
-    """``OrderSystem`` over HTTP. Close it (or use ``with``) to release its connections."""
+class JsonService:
+    """Base of the HTTP adapters: one ``JsonHttp`` client. Close it (or use ``with``) to release it."""
 
     def __init__(
         self,
@@ -112,11 +112,15 @@ class HttpOrderSystem:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> HttpOrderSystem:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class HttpOrderSystem(JsonService):
+    """``OrderSystem`` over HTTP."""
 
     def get_order(self, order_id: str) -> Order:
         return order_from_wire(self._http.call("GET", _order_path(order_id), subject=f"order {order_id}"))
