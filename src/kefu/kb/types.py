@@ -22,6 +22,7 @@ class Chunk:
     question: str | None = None  # FAQ only
     answer: str | None = None  # FAQ only: answered verbatim when matched with high confidence
     lang: str = "zh"
+    updated_at: str | None = None  # ISO 8601: when the source document last changed
 
 
 @dataclass(frozen=True)
