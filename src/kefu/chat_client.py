@@ -221,7 +221,7 @@ class ChatSession:
             self.write(data.get("text", ""))
         elif event == "done":
             answer.finished = True
-            answer.citations = list(data.get("message", {}).get("citations") or answer.citations)
+            answer.citations = list((data.get("message") or {}).get("citations") or answer.citations)
         elif event == "error":
             error = data.get("error", {})
             raise ServerError(200, error.get("code", "stream_error"), error.get("message", "error"))

@@ -56,7 +56,9 @@ class MessagePublic(BaseModel):
 
 
 class MessageReply(BaseModel):
-    message: MessagePublic
+    message: MessagePublic | None  # None while a human agent has the conversation (answer "agent_pending")
+    answer_kind: str | None = None
+    handoff: dict[str, Any] | None = None  # when this message opened or waits on a handoff
 
 
 class MessagesPublic(BaseModel):

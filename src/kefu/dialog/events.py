@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kefu.storage.base import MessageRecord
 
@@ -14,6 +15,8 @@ class Meta:
     answer_kind: str
     sentiment: float = 0.0  # the customer's message, in [-1, 1]
     escalate: bool = False  # sustained or strong negative sentiment: a signal for human handoff
+    # "handoff" / "ticket" / "agent_pending": {"id", "status", "position", "expected_wait_s", "reason", "agent"}
+    handoff: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Delta:
 
 @dataclass(frozen=True)
 class Done:
-    message: MessageRecord  # the persisted assistant message
+    message: MessageRecord | None  # the persisted assistant message; None while an agent has the conversation
 
 
 Event = Meta | Citations | Delta | Done

@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 
@@ -35,6 +35,9 @@ from kefu.safety.sentiment import SentimentTracker, score_sentiment
 from kefu.storage.base import ConversationRecord, ConversationStore, SessionState, SessionStore, Turn
 from kefu.tools.audited import calls_for
 
+if TYPE_CHECKING:
+    from kefu.dialog.handoff import HandoffDesk
+
 log = logging.getLogger("kefu.dialog")
 
 SNIPPET_CHARS = 160
@@ -52,9 +55,10 @@ def clean_message(text: str, max_chars: int) -> str:
     return stripped
 
 
-def citation(number: int, hit: Hit) -> dict[str, object]:
+def citation(number: int, hit: Hit, kb_version: str = "") -> dict[str, object]:
     chunk = hit.chunk
     return {
+        "kb_version": kb_version,  # the knowledge-base version the chunk was served from
         "index": number,
         "chunk_id": chunk.id,
         "doc_id": chunk.doc_id,
@@ -78,7 +82,10 @@ class _Answer:
     request: ChatRequest | None = None
     flow_state: str | None = None  # the flow to resume next turn (JSON), None when none is ongoing
     flow_data: dict[str, Any] = field(default_factory=dict)
+    kb_version: str = ""  # the knowledge-base version searched for this answer ("v7"), if any
     disclaimers: list[str] = field(default_factory=list)
+    topic: str | None = None  # the scope guard's refused topic ("legal", …)
+    handoff: dict[str, Any] | None = None  # the handoff this turn opened (its customer view)
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Assistant:
     scope: ScopeGuard | None = None  # refuses medical / legal / investment advice before any retrieval
     compliance: CompliancePolicy | None = None  # disclaimers attached deterministically to matching answers
     flows: FlowEngine | None = None  # order status, returns, cancel, address, invoice: policy as code
+    handoffs: HandoffDesk | None = None  # human agents: triggers, queue, bot silence while they talk
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -137,10 +145,20 @@ class Assistant:
         )
         state = await self._load_state(conversation_id, history)
         escalate = escalation(state.sentiment, mood)
+        desk = self.handoffs
+        waiting = await desk.waiting(conversation_id, user_msg) if desk is not None else None
+        if waiting is not None:  # an agent has (or will take) the conversation: the bot stays silent
+            yield Meta(conversation_id, user_msg.id, "agent_pending", mood, escalate, handoff=waiting)
+            yield Done(None)
+            return
         lang = detect_language(question)
         plan = await self._plan(state, question, lang)
-        yield Meta(conversation_id, user_msg.id, plan.kind, sentiment=mood, escalate=escalate)
-        cites = [citation(n, hit) for n, hit in enumerate(plan.hits, start=1)]
+        if desk is not None:
+            await self._hand_off(desk, plan, state, question, lang, escalate)
+        yield Meta(
+            conversation_id, user_msg.id, plan.kind, sentiment=mood, escalate=escalate, handoff=plan.handoff
+        )
+        cites = [citation(n, hit, plan.kb_version) for n, hit in enumerate(plan.hits, start=1)]
         if cites:
             yield Citations(cites)
         async for piece in self._produce(plan, state, question, lang):
@@ -172,6 +190,9 @@ class Assistant:
             new_state = remember(state, question, plan.text, self.settings.session_window_turns, mood)
             new_state.flow = plan.flow_state
             await to_thread.run_sync(lambda: self.sessions.save(new_state))
+        if desk is not None:
+            started = bool(plan.flow_data) and state.flow is None
+            await desk.count_turn(conversation_id, plan.kind, plan.flow_data.get("outcome"), started)
         yield Done(record)
 
     async def _load_state(self, conversation_id: str, history: list[Turn] | None) -> SessionState:
@@ -186,6 +207,8 @@ class Assistant:
             return _Answer("smalltalk", text=prompts.GREETING[lang].format(shop=self.settings.shop_name))
         if kind == "thanks":
             return _Answer("smalltalk", text=prompts.THANKS[lang])
+        if kind == "human":  # the handoff desk queues it (see _hand_off)
+            return _Answer("handoff", text=prompts.HANDOFF_UNAVAILABLE[lang])
         attack = await to_thread.run_sync(lambda: detect_injection(question))
         if attack.is_attack:
             log.warning("refused a prompt-injection attempt (%s): %s", attack.kind, attack.reason)
@@ -197,17 +220,19 @@ class Assistant:
             scope = self.scope
             verdict = await to_thread.run_sync(lambda: scope.check(question))
             if not verdict.in_scope:
-                return _Answer("refused", text=scope.refusal_text(verdict.topic, lang))
+                return _Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
         if self.kb is None:
             return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
         found = await self._search(state, question)
+        v = found.version
         if found.decision == "faq" and found.faq is not None:
-            return _Answer("faq", hits=[found.faq], text=found.faq.chunk.answer or found.faq.chunk.text)
+            faq = found.faq.chunk
+            return _Answer("faq", hits=[found.faq], text=faq.answer or faq.text, kb_version=v)
         if found.decision == "grounded" and found.hits:
             if self.model is None:
-                return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang])
-            return _Answer("grounded", hits=found.hits)
-        return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
+                return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang], kb_version=v)
+            return _Answer("grounded", hits=found.hits, kb_version=v)
+        return _Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
 
     async def _flow(self, state: SessionState, question: str) -> _Answer | None:
         """Resume the ongoing flow, or start one the message asks for; the engine decides, deterministically."""
@@ -235,6 +260,20 @@ class Assistant:
         return _Answer(
             kind, text=turn.text, flow_state=ongoing, flow_data={"outcome": turn.outcome, **turn.data}
         )
+
+    async def _hand_off(
+        self, desk: HandoffDesk, plan: _Answer, state: SessionState, question: str, lang: Lang, escalate: bool
+    ) -> None:
+        """Queue the conversation for a human when a trigger fires; the reply becomes the queue notice."""
+        outcome = plan.flow_data.get("outcome")
+        trigger = await desk.trigger(
+            state.conversation_id, plan.kind, escalate=escalate, topic=plan.topic, flow_outcome=outcome
+        )
+        if trigger is None:
+            return
+        opened = await desk.open(state, question, trigger, lang, plan.flow_data)
+        plan.text = opened.reply(trigger, plan.text, lang)
+        plan.kind, plan.hits, plan.handoff, plan.flow_state = opened.kind, [], opened.view, None
 
     async def _search(self, state: SessionState, question: str) -> Retrieval:
         """Search with the message (follow-ups with the last question too); when the message alone finds
@@ -352,8 +391,12 @@ def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) ->
         "citations": [c["chunk_id"] for c in cites],
         "disclaimers": plan.disclaimers,
     }
+    if plan.kb_version:
+        payload["kb_version"] = plan.kb_version
     if plan.flow_data:
         payload["flow"] = plan.flow_data
+    if plan.handoff:
+        payload["handoff"] = {k: plan.handoff[k] for k in ("id", "status", "reason")}
     if plan.request is None:
         return "bot_reply", payload
     payload["model"] = plan.model

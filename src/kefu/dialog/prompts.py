@@ -96,3 +96,56 @@ def grounded_messages(
         question = _FOLLOW_UP[lang].format(question=question, previous=follow_up_of)
     messages.append(Message("user", question))
     return messages
+
+
+# --- human handoff ------------------------------------------------------------------------------------
+
+# Said before the queue notice, by why the bot hands over (a refusal or a flow keeps its own text instead).
+HANDOFF_LEAD = {
+    "asked": {"zh": "好的。", "en": "Sure."},
+    "negative_sentiment": {
+        "zh": "非常抱歉给您带来了不好的体验。",
+        "en": "I'm sorry for the trouble.",
+    },
+    "low_confidence": {
+        "zh": "抱歉，这个问题我还是没能找到可靠的答案。",
+        "en": "Sorry, I still couldn't find a reliable answer to that.",
+    },
+}
+HANDOFF_UNAVAILABLE = {
+    "zh": "抱歉，目前无法为您转接人工客服。您可以继续问我，我会尽力帮您。",
+    "en": "Sorry, I can't connect you with a human agent at the moment. Keep asking me and I'll do my best.",
+}
+_QUEUED = {
+    "zh": "已为您转接人工客服，您前面还有 {ahead} 位，预计等待约 {minutes} 分钟。客服接入前，您发的消息会直接转给客服。",
+    "en": "I've passed you to a human agent: {ahead} {people} ahead of you, expected wait about {minutes} "
+    "{unit}. Until an agent joins, your messages go straight to them.",
+}
+_QUEUED_NEXT = {
+    "zh": "已为您转接人工客服，您是下一位，预计等待约 {minutes} 分钟。客服接入前，您发的消息会直接转给客服。",
+    "en": "I've passed you to a human agent: you are next in line, expected wait about {minutes} {unit}. "
+    "Until an agent joins, your messages go straight to them.",
+}
+_TICKET = {
+    "zh": "现在不是人工客服的服务时间（{hours}），您的问题已记录为留言工单，客服上班后会尽快回复您。您也可以继续问我其他问题。",
+    "en": "Our agents are off duty right now (service hours: {hours}). Your question has been recorded as a "
+    "ticket and an agent will reply as soon as they are back. You can keep asking me other questions.",
+}
+
+
+def handoff_queued(lang: Lang, position: int, expected_wait_s: int) -> str:
+    """「已为您转接人工客服，您前面还有 2 位，预计等待约 6 分钟。…」 (``position`` 1 = next in line)."""
+    minutes = max(1, round(expected_wait_s / 60))
+    ahead = max(0, position - 1)
+    unit = "minute" if minutes == 1 else "minutes"
+    if ahead == 0:
+        return _QUEUED_NEXT[lang].format(minutes=minutes, unit=unit)
+    people = "person" if ahead == 1 else "people"
+    return _QUEUED[lang].format(ahead=ahead, minutes=minutes, people=people, unit=unit)
+
+
+def handoff_ticket(lang: Lang, hours: str, days: str) -> str:
+    """The reply outside working hours; ``hours`` "09:00-21:00", ``days`` "Mon-Fri" (omitted when every day)."""
+    every_day = days.replace(" ", "").lower() in ("mon-sun", "")
+    when = hours if every_day else f"{days} {hours}"
+    return _TICKET[lang].format(hours=when)

@@ -1,12 +1,12 @@
-"""Route a customer message. This first version separates small talk from knowledge questions;
-order status, return flows and human handoff are added as their own routes."""
+"""Route a customer message: small talk, a request for a human agent, or a question for the knowledge
+base (task flows are recognised by ``kefu.flows.detect_flow``)."""
 
 from __future__ import annotations
 
 import re
 from typing import Literal
 
-Route = Literal["greeting", "thanks", "knowledge"]
+Route = Literal["greeting", "thanks", "human", "knowledge"]
 
 _GREETING = re.compile(
     r"^\s*(你好|您好|在吗|在不在|哈喽|嗨|hello|hi|hey|good (morning|afternoon|evening))[\s!！。.,，~～?？呀啊呢]*$",
@@ -17,10 +17,34 @@ _THANKS = re.compile(
     re.IGNORECASE,
 )
 
+# 「转人工」「人工客服」「找客服」「真人」, "agent", "talk to a person" — but not 「人工智能」 or "human hair".
+_HUMAN_ZH = re.compile(
+    r"(转|找|要|接|叫|换|切)(个|一下|一个)?(人工|真人|活人|客服)"
+    r"|人工(客服|坐席|座席|服务台|接待)|真人|活人"
+    r"|^\s*(人工|客服)\s*[!！。.?？~～啊呀吧呢]*\s*$"
+)
+_NOT_HUMAN_ZH = re.compile(r"(不|别|无需|不用|没)(要|用|需要|必)?(转|找|接)?(人工|真人|客服)|真人秀")
+_HUMAN_EN = re.compile(
+    r"\b(talk|speak|chat|connect|transfer|put)\b[^.?!]{0,20}\b(human|person|agent|representative|someone)\b"
+    r"|\b(human|live|real)[ -](agent|person|being|support|operator)\b"
+    r"|^\s*(an? )?(agent|human|representative|operator)( please)?\s*[.!?]*\s*$",
+    re.IGNORECASE,
+)
+_NOT_HUMAN_EN = re.compile(r"\b(don'?t|do not|no need to)\b[^.?!]{0,12}\b(human|person|agent)\b", re.I)
+
+
+def wants_human(text: str) -> bool:
+    """Whether the customer asks for a human agent."""
+    if _HUMAN_ZH.search(text) and not _NOT_HUMAN_ZH.search(text):
+        return True
+    return bool(_HUMAN_EN.search(text)) and not _NOT_HUMAN_EN.search(text)
+
 
 def route(text: str) -> Route:
     if _GREETING.match(text):
         return "greeting"
     if _THANKS.match(text):
         return "thanks"
+    if wants_human(text):
+        return "human"
     return "knowledge"

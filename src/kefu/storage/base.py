@@ -35,7 +35,8 @@ class MessageRecord:
     content: str
     created_at: datetime
     status: MessageStatus = "ok"
-    # How the answer was produced: "faq" | "grounded" | "no_answer" | "fallback" | "smalltalk" | None
+    # How the answer was produced: "faq" | "grounded" | "no_answer" | "fallback" | "smalltalk" | "flow" |
+    # "refused" | "handoff" | "ticket" | None
     answer_kind: str | None = None
     citations: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
@@ -43,6 +44,7 @@ class MessageRecord:
     completion_tokens: int = 0
     latency_ms: float | None = None
     sentiment: float | None = None  # per-turn sentiment score of a customer message
+    agent_id: str | None = None  # role "agent": the agent who wrote it
 
 
 @runtime_checkable

@@ -40,6 +40,7 @@ _META_DEFAULTS: dict[str, Any] = {
     "completion_tokens": 0,
     "latency_ms": None,
     "sentiment": None,
+    "agent_id": None,
 }
 # The blind index's purpose string; changing it orphans every stored index.
 EXTERNAL_USER_INDEX = "conversations.external_user"
@@ -205,4 +206,5 @@ def _message_record(row: MessageRow) -> MessageRecord:
         completion_tokens=row.completion_tokens,
         latency_ms=row.latency_ms,
         sentiment=row.sentiment,
+        agent_id=row.agent_id,
     )

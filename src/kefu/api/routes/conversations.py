@@ -1,13 +1,16 @@
-"""The native conversation API: create a conversation, post a message (JSON or SSE), read the history."""
+"""The native conversation API: create a conversation, post a message (JSON or SSE), read the history,
+follow it live (an agent's replies, the handoff's status) and read its open handoff."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Response
 
-from kefu.api.deps import AssistantDep, JsonBody
+from kefu.api.deps import AssistantDep, JsonBody, RuntimeDep
+from kefu.api.live_sse import live_lines
 from kefu.api.schemas import (
     ConversationCreate,
     ConversationPublic,
@@ -18,6 +21,8 @@ from kefu.api.schemas import (
 )
 from kefu.api.sse import sse, sse_response
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
+from kefu.dialog.live import conversation_channel
+from kefu.errors import NotFound
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -61,10 +66,43 @@ async def post_message(
     first = await anext(events)  # validation and unknown ids raise here, before any byte is sent
     if body.stream:
         return sse_response(_as_sse(first, events))
+    meta = first if isinstance(first, Meta) else None
     async for event in events:
         if isinstance(event, Done):
-            return MessageReply(message=MessagePublic.of(event.message))
+            message = MessagePublic.of(event.message) if event.message is not None else None
+            kind, handoff = (meta.answer_kind, meta.handoff) if meta else (None, None)
+            return MessageReply(message=message, answer_kind=kind, handoff=handoff)
     raise RuntimeError("the assistant finished without a reply")
+
+
+@router.get(
+    "/{conversation_id}/events",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "agent_message and handoff events"}
+    },
+)
+async def conversation_events(conversation_id: str, runtime: RuntimeDep) -> Response:
+    """Live: ``agent_message`` (an agent's reply) and ``handoff`` (status, place, expected wait);
+    a ``: ping`` comment every ``KEFU_SSE_PING_SECONDS``."""
+    store = runtime.stores.conversations
+    await to_thread.run_sync(lambda: store.get_conversation(conversation_id))
+    channel = conversation_channel(conversation_id)
+    return sse_response(live_lines(runtime.live, channel, ping_seconds=runtime.settings.sse_ping_seconds))
+
+
+@router.get("/{conversation_id}/handoff")
+async def current_handoff(conversation_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """The open handoff (queued, active or ticket): status, place, expected wait, agent."""
+    desk, store = runtime.handoffs, runtime.stores.conversations
+    await to_thread.run_sync(lambda: store.get_conversation(conversation_id))
+    handoff = await to_thread.run_sync(lambda: desk.store.current(conversation_id))
+    if handoff is None:
+        raise NotFound(
+            f"conversation {conversation_id!r} has no open handoff (none queued, active or a ticket); "
+            "the bot is answering it"
+        )
+    return await desk.customer_view(handoff)
 
 
 async def _as_sse(first: Event, events: AsyncIterator[Event]) -> AsyncIterator[str]:
@@ -82,10 +120,12 @@ def _event_line(event: Event) -> str:
                 "answer_kind": event.answer_kind,
                 "sentiment": round(event.sentiment, 3),
                 "escalate": event.escalate,
+                "handoff": event.handoff,
             },
         )
     if isinstance(event, Citations):
         return sse("citations", {"citations": event.citations})
     if isinstance(event, Delta):
         return sse("delta", {"text": event.text})
-    return sse("done", {"message": MessagePublic.of(event.message).model_dump(mode="json")})
+    message = MessagePublic.of(event.message).model_dump(mode="json") if event.message is not None else None
+    return sse("done", {"message": message})

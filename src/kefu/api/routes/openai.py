@@ -59,22 +59,27 @@ async def chat_completions(
         return sse_response(_chunks(first, events, conversation.id, created), headers=headers)
     extra: dict[str, Any] = {"conversation_id": conversation.id}
     async for event in _chain(first, events):
+        if isinstance(event, Meta) and event.handoff is not None:
+            extra.update(answer_kind=event.answer_kind, handoff=event.handoff)
         if isinstance(event, Done):
-            message = event.message
-            extra.update(citations=message.citations, answer_kind=message.answer_kind)
+            message = event.message  # None while a human agent has the conversation: empty content
+            if message is not None:
+                extra.update(citations=message.citations, answer_kind=message.answer_kind)
             completion = {
-                "id": f"chatcmpl-{message.id}",
+                "id": f"chatcmpl-{message.id if message else conversation.id + '-' + str(created)}",
                 "object": "chat.completion",
                 "created": created,
                 "model": "kefu",
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": message.content},
+                        "message": {"role": "assistant", "content": message.content if message else ""},
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": _usage(message.prompt_tokens, message.completion_tokens),
+                "usage": _usage(message.prompt_tokens, message.completion_tokens)
+                if message
+                else _usage(0, 0),
                 "kefu": extra,
             }
             return _json(completion, headers)
@@ -108,6 +113,8 @@ async def _chunks(
     async for event in _chain(first, events):
         if isinstance(event, Meta):
             extra["answer_kind"] = event.answer_kind
+            if event.handoff is not None:
+                extra["handoff"] = event.handoff
         elif isinstance(event, Citations):
             extra["citations"] = event.citations
         elif isinstance(event, Delta):
@@ -118,7 +125,8 @@ async def _chunks(
         elif isinstance(event, Done):
             if not started:
                 yield chunk({"role": "assistant", "content": ""}, kefu=extra)
-            usage = _usage(event.message.prompt_tokens, event.message.completion_tokens)
+            message = event.message
+            usage = _usage(message.prompt_tokens, message.completion_tokens) if message else _usage(0, 0)
             yield chunk({}, "stop", usage=usage)
     yield sse(None, "[DONE]")
 

@@ -1,4 +1,4 @@
-"""The customer chat page at ``/``."""
+"""The customer chat page at ``/`` and the agent console at ``/agent``."""
 
 from __future__ import annotations
 
@@ -17,16 +17,25 @@ router = APIRouter(include_in_schema=False)
 
 
 @cache
-def _index_template() -> str:
-    return (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+def _template(name: str) -> str:
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
-@router.get("/", response_class=HTMLResponse)
-async def index(runtime: RuntimeDep) -> HTMLResponse:
+def _page(name: str, runtime: RuntimeDep) -> HTMLResponse:
     settings = runtime.settings
     page = (
-        _index_template()
+        _template(name)
         .replace("{{shop_name}}", html.escape(settings.shop_name))
         .replace("{{max_message_chars}}", str(settings.max_message_chars))
     )
     return HTMLResponse(page)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(runtime: RuntimeDep) -> HTMLResponse:
+    return _page("index.html", runtime)
+
+
+@router.get("/agent", response_class=HTMLResponse)
+async def agent_console(runtime: RuntimeDep) -> HTMLResponse:
+    return _page("agent.html", runtime)

@@ -3,6 +3,8 @@
  * Talks to:  POST /v1/conversations                      → {id}
  *            POST /v1/conversations/{id}/messages         → text/event-stream (meta, citations, delta, done, error)
  *            GET  /v1/conversations/{id}/messages         → {data: [...], count}
+ *            GET  /v1/conversations/{id}/events           → text/event-stream (agent_message, handoff)
+ *            GET  /v1/conversations/{id}/handoff          → the open handoff, or 404
  * All server text is put in the page through textContent (never innerHTML).
  */
 (function () {
@@ -27,6 +29,18 @@
       tooLong: "消息太长了，请控制在 {max} 字以内。",
       interrupted: "回答中断了，请重新发送一次。",
       citeLabel: "查看来源 {n}",
+      agentFrom: "人工客服 {name}",
+      agentAnon: "人工客服",
+      sent: "已发送",
+      hoQueued: "您前面还有 {n} 位，预计等待约 {m} 分钟",
+      hoQueuedNoWait: "您前面还有 {n} 位，请稍候",
+      hoNext: "您是下一位，预计等待约 {m} 分钟",
+      hoNextNoWait: "您是下一位，请稍候",
+      hoActive: "客服 {name} 已接入",
+      hoActiveAnon: "人工客服已接入",
+      hoReturned: "已转回智能助手",
+      hoClosed: "人工客服已结束本次服务，如还有问题可以继续提问",
+      hoTicket: "已为您记录留言，客服上班后会尽快回复您",
     },
     en: {
       title: "{shop} Support",
@@ -46,6 +60,18 @@
       tooLong: "That message is too long; please keep it under {max} characters.",
       interrupted: "The answer was cut off; please send your message again.",
       citeLabel: "Show source {n}",
+      agentFrom: "Agent {name}",
+      agentAnon: "Agent",
+      sent: "Sent",
+      hoQueued: "{n} ahead of you, about {m} min wait",
+      hoQueuedNoWait: "{n} ahead of you, please hold on",
+      hoNext: "You are next in line, about {m} min wait",
+      hoNextNoWait: "You are next in line, please hold on",
+      hoActive: "{name} from our support team has joined",
+      hoActiveAnon: "An agent has joined",
+      hoReturned: "You're back with the assistant",
+      hoClosed: "The agent has closed this conversation; ask again any time",
+      hoTicket: "Your message was recorded; an agent will reply during working hours",
     },
   };
 
@@ -80,6 +106,9 @@
     busy: false,
     abort: null,
     seq: 0,
+    events: null, // EventSource for agent messages and handoff status
+    handoff: null, // the last handoff status seen: {id, status}
+    statusItem: null,
   };
 
   // ---------- small helpers ----------
@@ -137,6 +166,8 @@
     for (const node of document.querySelectorAll("[data-i18n-aria-label]")) {
       node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
     }
+    for (const node of document.querySelectorAll("[data-agent-name]")) node.textContent = agentLabel(node.dataset.agentName);
+    for (const node of document.querySelectorAll("[data-handoff-status]")) node.textContent = handoffText(node.dataset);
   }
 
   function toggleLang() {
@@ -233,17 +264,25 @@
 
   /** An assistant bubble that fills in as events arrive. */
   class AnswerView {
-    constructor() {
+    constructor(quiet) {
       this.key = String(++state.seq);
       this.text = "";
       this.citations = [];
       this.finished = false;
+      this.dismissed = false;
       const { item, bubble } = addBubble("assistant", "");
       this.item = item;
       this.bubble = bubble;
       this.item.dataset.state = "streaming";
+      this.item.hidden = Boolean(quiet); // an agent owns the conversation: no typing dots unless the bot answers
       this.list = null;
       this.showTyping();
+    }
+
+    /** The message went to the human agent: the bot says nothing, so the bubble goes away. */
+    dismiss() {
+      this.dismissed = true;
+      this.item.remove();
     }
 
     showTyping() {
@@ -255,6 +294,8 @@
     }
 
     setMeta(meta) {
+      if (meta.answer_kind === "agent_pending") { this.dismiss(); return; }
+      this.item.hidden = false;
       if (meta.message_id) this.item.dataset.messageId = meta.message_id;
       if (meta.answer_kind) this.item.dataset.answerKind = meta.answer_kind;
     }
@@ -292,6 +333,9 @@
       this.finished = true;
       if (this.pending) cancelAnimationFrame(this.pending);
       this.pending = 0;
+      if (this.dismissed) return;
+      if (!message && !this.text) { this.dismiss(); return; } // no reply stored (the agent has it)
+      this.item.hidden = false;
       if (message) {
         this.text = message.content || this.text;
         if (message.id) this.item.dataset.messageId = message.id;
@@ -321,9 +365,102 @@
 
   function showHistoryMessage(message) {
     if (message.role === "user") { addBubble("user", message.content || ""); return; }
+    if (message.role === "agent") { showAgentMessage(message); return; }
     if (message.role !== "assistant") return;
     const view = new AnswerView();
     view.finish(message);
+  }
+
+  // ---------- human agent: messages and handoff status ----------
+
+  function agentLabel(name) {
+    return name ? t("agentFrom", { name }) : t("agentAnon");
+  }
+
+  function showAgentMessage(message) {
+    if (message.id && ui.log.querySelector(`[data-message-id="${CSS.escape(message.id)}"]`)) return;
+    const { item } = addBubble("agent", message.content || "");
+    const name = message.agent || "";
+    item.prepend(el("span", { class: "msg-from", "data-agent-name": name, text: agentLabel(name) }));
+    if (message.id) item.dataset.messageId = message.id;
+    keepScrolled(true);
+  }
+
+  function handoffText(h) {
+    const status = h.status;
+    if (status === "queued") {
+      const position = parseInt(h.position, 10); // 1 = next in line
+      const wait = parseInt(h.expectedWaitS !== undefined ? h.expectedWaitS : h.expected_wait_s, 10);
+      const n = Number.isNaN(position) ? 0 : Math.max(0, position - 1);
+      const m = Math.max(1, Math.round(wait / 60));
+      if (n === 0) return Number.isNaN(wait) ? t("hoNextNoWait") : t("hoNext", { m });
+      return Number.isNaN(wait) ? t("hoQueuedNoWait", { n }) : t("hoQueued", { n, m });
+    }
+    if (status === "active") return h.agent ? t("hoActive", { name: h.agent }) : t("hoActiveAnon");
+    const key = { returned: "hoReturned", closed: "hoClosed", ticket: "hoTicket" }[status];
+    return key ? t(key) : "";
+  }
+
+  /** A status line in the log; a queue update of the same handoff rewrites the line instead of adding one. */
+  function showHandoff(h) {
+    if (!h || !h.status) return;
+    const data = {
+      status: String(h.status), position: h.position === null || h.position === undefined ? "" : String(h.position),
+      expectedWaitS: h.expected_wait_s === null || h.expected_wait_s === undefined ? "" : String(h.expected_wait_s),
+      agent: h.agent || "",
+    };
+    const text = handoffText(data);
+    const previous = state.handoff;
+    state.handoff = { id: h.id, status: data.status };
+    if (!text) return;
+    const last = state.statusItem;
+    const same = last && last.isConnected && previous && previous.id === h.id && previous.status === data.status;
+    const line = same ? last.firstElementChild : el("span", { class: "status-line" });
+    Object.assign(line.dataset, data, { handoffStatus: data.status });
+    line.textContent = text;
+    if (same) return;
+    const stick = nearBottom();
+    const item = el("li", { class: "msg", "data-testid": "handoff-status", "data-role": "status" }, [line]);
+    item.dataset.status = data.status;
+    ui.log.append(item);
+    state.statusItem = item;
+    keepScrolled(stick);
+  }
+
+  function withAgent() {
+    return Boolean(state.handoff && (state.handoff.status === "queued" || state.handoff.status === "active"));
+  }
+
+  function listen(id) {
+    if (typeof EventSource === "undefined" || (state.events && state.events.conversationId === id)) return;
+    stopListening();
+    const source = new EventSource(`${config.apiBase}/v1/conversations/${encodeURIComponent(id)}/events`);
+    source.conversationId = id;
+    source.addEventListener("agent_message", (event) => {
+      let data;
+      try { data = JSON.parse(event.data); } catch (_) { return; }
+      showAgentMessage(data);
+    });
+    source.addEventListener("handoff", (event) => {
+      let data;
+      try { data = JSON.parse(event.data); } catch (_) { return; }
+      showHandoff(data);
+    });
+    state.events = source;
+  }
+
+  function stopListening() {
+    if (state.events) state.events.close();
+    state.events = null;
+  }
+
+  async function loadHandoff(id) {
+    try {
+      const response = await fetch(`${config.apiBase}/v1/conversations/${encodeURIComponent(id)}/handoff`, {
+        headers: { Accept: "application/json" },
+      });
+      if (response.ok) showHandoff(await response.json());
+    } catch (_) { /* no handoff information: the page works as a plain bot chat */ }
   }
 
   // ---------- API ----------
@@ -381,6 +518,7 @@
 
   async function postMessage(text, signal) {
     const id = await ensureConversation(signal);
+    listen(id);
     const path = `/v1/conversations/${encodeURIComponent(id)}/messages`;
     try {
       return await postJson(path, { content: text, stream: true }, signal);
@@ -388,6 +526,7 @@
       if (!(err instanceof ApiError) || err.status !== 404) throw err;
       forgetConversation(); // the server no longer knows it (e.g. a new database): start afresh once
       const fresh = await ensureConversation(signal);
+      listen(fresh);
       return postJson(`/v1/conversations/${encodeURIComponent(fresh)}/messages`, { content: text, stream: true }, signal);
     }
   }
@@ -445,7 +584,7 @@
   function applyEvent(view, name, raw) {
     let data;
     try { data = JSON.parse(raw); } catch (_) { return; }
-    if (name === "meta") view.setMeta(data);
+    if (name === "meta") { view.setMeta(data); showHandoff(data.handoff); }
     else if (name === "citations") view.setCitations(data.citations);
     else if (name === "delta") view.append(data.text || "");
     else if (name === "done") view.finish(data.message);
@@ -459,6 +598,8 @@
     const type = response.headers.get("content-type") || "";
     if (type.includes("application/json")) {
       const body = await response.json();
+      if (body.answer_kind === "agent_pending") view.dismiss();
+      showHandoff(body.handoff);
       view.finish(body.message);
       return;
     }
@@ -493,16 +634,17 @@
     const text = ui.input.value.trim();
     if (state.busy || !text) return;
     if (charCount(text) > config.maxChars) { showError(t("tooLong")); return; }
-    addBubble("user", text);
+    const sent = addBubble("user", text);
     ui.input.value = "";
     autosize();
     setBusy(true);
     const controller = new AbortController();
     state.abort = controller;
-    const view = new AnswerView();
+    const view = new AnswerView(withAgent());
     try {
       const response = await postMessage(text, controller.signal);
       await streamAnswer(response, view);
+      if (view.dismissed) markSent(sent.item);
     } catch (err) {
       if (err && err.name === "AbortError") return;
       if (!view.finished) view.abandon();
@@ -516,9 +658,17 @@
     }
   }
 
+  function markSent(item) {
+    item.dataset.state = "sent";
+    item.append(el("span", { class: "msg-note", "data-i18n": "sent", text: t("sent") }));
+  }
+
   function newChat() {
     if (state.abort) state.abort.abort();
     state.abort = null;
+    stopListening();
+    state.handoff = null;
+    state.statusItem = null;
     forgetConversation();
     ui.log.replaceChildren();
     setBusy(false);
@@ -539,6 +689,8 @@
       });
       const body = await response.json();
       for (const message of body.data || []) showHistoryMessage(message);
+      await loadHandoff(id);
+      listen(id);
       ui.logWrap.scrollTop = ui.logWrap.scrollHeight;
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) forgetConversation();
