@@ -26,8 +26,8 @@ def chat(client: TestClient, *texts: str) -> tuple[str, list[dict]]:
 
 
 def returns_of(client: TestClient, order_id: str) -> int:
-    orders = client.app.state.runtime.assistant.flows.orders.inner  # type: ignore[attr-defined]
-    return int(orders.store.count("returns", order_id=order_id))
+    erp = client.app.state.runtime.assistant.flows.orders.inner.server  # type: ignore[attr-defined]
+    return int(erp.store.count("returns", order_id=order_id))  # the demo ERP's own database
 
 
 def test_order_status_asks_for_identity_before_showing_anything(shop: TestClient, model: ScriptedModel):

@@ -40,8 +40,13 @@ def test_importer_loads_the_real_tau2_retail_db(tmp_path: Path):
 
 @needs_tau2
 def test_imported_orders_are_served_and_keep_their_ids_and_rules(tmp_path: Path):
-    raw = json.loads(TAU2_DB.read_text(encoding="utf-8"))["orders"]
-    delivered_id = next(oid for oid, o in raw.items() if o["status"] == "delivered")
+    data = json.loads(TAU2_DB.read_text(encoding="utf-8"))
+    raw, users = data["orders"], data["users"]
+    delivered_id = next(
+        oid
+        for oid, o in raw.items()
+        if o["status"] == "delivered" and o["address"]["zip"] != users[o["user_id"]]["address"]["zip"]
+    )  # shipped elsewhere: the customer still proves who they are with their own zip
     processed_id = next(oid for oid, o in raw.items() if o["status"] == "processed")
     erp_db = tmp_path / "tau2-erp.db"
     import_tau2_retail(TAU2_DB, erp_db, clock=lambda: NOW)
@@ -54,7 +59,8 @@ def test_imported_orders_are_served_and_keep_their_ids_and_rules(tmp_path: Path)
         assert order.order_id == delivered_id and order.status == "delivered"
         assert order.delivered_at == NOW - timedelta(days=3)
         assert [i.sku for i in order.items] == [i["item_id"] for i in raw[delivered_id]["items"]]
-        assert erp.verify_customer(delivered_id, raw[delivered_id]["address"]["zip"][-4:])
+        assert erp.verify_customer(delivered_id, users[raw[delivered_id]["user_id"]]["address"]["zip"][-4:])
+        assert not erp.verify_customer(delivered_id, raw[delivered_id]["address"]["zip"][-4:])
         with pytest.raises(ToolRejected, match="is shipped"):
             erp.cancel_order(processed_id, idempotency_key="tau2-cancel")
         with pytest.raises(NotFound, match="XP1001"):

@@ -5,6 +5,11 @@ facts computed from the injected clock — never by a model. Writes need a verif
 an idempotency key derived from (conversation, flow, step, order), so a retried or double-submitted
 turn cannot create a second return. The order system being down ends the flow with a handoff and
 nothing half-done.
+
+Slots are read deterministically (``slots.py``). With a ``slot_reader`` (a capable model through
+function calling, ``model_slots.py``) the model is asked too — on a flow's first message, and whenever
+the deterministic readers cannot answer the question being asked; what it proposes passes the engine's
+checks before it fills a slot, and deterministic readings always win.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from kefu.errors import ConfigError, NotFound
 from kefu.flows import slots as readers
 from kefu.flows.actions import ACTIONS
 from kefu.flows.expr import MissingValue, lookup, render, template_paths
+from kefu.flows.model_slots import MODEL_READABLE, SlotReader
 from kefu.flows.notices import NOTICES, default_invalid
 from kefu.flows.spec import Ask, Call, Decide, FlowSpec, Handoff, Say, Step, Text
 from kefu.flows.state import FlowMessage, FlowState, FlowTurn, Outcome
-from kefu.tools.orders import OrderSystem, ToolRejected, ToolUnavailable
+from kefu.tools.orders import OrderSystem, ToolRejected, ToolUnavailable, TooManyAttempts
 
 log = logging.getLogger("kefu.flows")
 
@@ -71,14 +77,22 @@ class FlowEngine:
         *,
         ttl: timedelta = DEFAULT_TTL,
         tz: timezone = SHOP_TZ,
+        slot_reader: SlotReader | None = None,
     ) -> None:
         self.specs = dict(specs)
         self.orders = orders
         self.clock = clock
         self.ttl = ttl
         self.tz = tz
+        self.slot_reader = slot_reader
 
     # ----- public API -----
+
+    def close(self) -> None:
+        """Release the order system (an HTTP client; the demo ERP server it owns)."""
+        close = getattr(self.orders, "close", None)
+        if close is not None:
+            close()
 
     def start(self, flow_name: str, conversation_id: str, initial_text: str = "") -> FlowTurn:
         spec = self._spec(flow_name)
@@ -90,6 +104,8 @@ class FlowEngine:
         turn = _Turn(state)
         self._pick_up(spec, state, initial_text)
         turn.note("started", spec.start)
+        if initial_text.strip():
+            self._read_by_model(spec, turn, initial_text, None)
         self._run(spec, turn, spec.start)
         return turn.finish()
 
@@ -123,6 +139,8 @@ class FlowEngine:
             raise ConfigError(f"flow {spec.name}: the stored step {step.name!r} is not a question")
         value = readers.extract(step.validator, text, step.options)
         self._pick_up(spec, state, text, skip=step.slot)
+        if value is None:
+            value = self._read_by_model(spec, turn, text, step)
         if value is None and resumed:
             turn.say(NOTICES["welcome_back"])
             turn.say(step.prompt, self._context(state))
@@ -218,6 +236,9 @@ class FlowEngine:
             log.warning("flow %s step %s: order system unavailable: %s", spec.name, step.name, exc.message)
             notice = "unavailable_write" if action.writes else "unavailable_read"
             return self._stop(turn, step.name, notice, "order_system_unavailable")
+        except TooManyAttempts as exc:
+            log.warning("flow %s step %s: identity checks locked: %s", spec.name, step.name, exc.message)
+            return self._stop(turn, step.name, "too_many_tries", "identity_locked")
         except NotFound:
             turn.note("not_found", step.name)
             return step.on_not_found or self._stop(turn, step.name, "not_found", "order_not_found")
@@ -273,6 +294,26 @@ class FlowEngine:
         for name, value in step.args.items():
             args[name] = lookup(context, value, missing_ok=True) if _is_path(value) else value
         return args
+
+    def _read_by_model(self, spec: FlowSpec, turn: _Turn, text: str, asked: Ask | None) -> Any:
+        """Let the slot reader (a model) propose slots; fill the still-empty ones it may fill — those
+        read in passing, and the one being asked — and return the value for ``asked`` (or None)."""
+        if self.slot_reader is None or (asked is not None and asked.validator not in MODEL_READABLE):
+            return None
+        state = turn.state
+        question = state.last_messages[-1] if state.last_messages else None
+        proposal = self.slot_reader.read(spec, text, question.get(state.lang) if question else None)
+        filled = []
+        for ask in spec.asks():
+            value = proposal.values.get(ask.slot)
+            passing = ask.validator in readers.OPPORTUNISTIC and ask.validator in MODEL_READABLE
+            if value is None or ask.slot in state.slots or not (passing or ask is asked):
+                continue
+            if ask is not asked:
+                state.slots[ask.slot] = value
+            filled.append(ask.slot)
+        turn.note("model_read", state.step or spec.start, filled=filled, rejected=proposal.rejected)
+        return proposal.values.get(asked.slot) if asked is not None else None
 
     def _pick_up(self, spec: FlowSpec, state: FlowState, text: str, skip: str | None = None) -> None:
         """Fill still-empty slots that the text states outright (an order id, 尾号1234, 质量问题…)."""

@@ -60,13 +60,17 @@ def order_id(text: str) -> str | None:
     return found.group(0).upper() if found else None
 
 
+def standalone_four_digits(text: str) -> list[str]:
+    """Every group of exactly four digits in ``text`` that is not part of an order id."""
+    return list(_FOUR_DIGITS.findall(ORDER_ID.sub(" ", text)))
+
+
 def phone_last4(text: str, *, need_cue: bool = False) -> str | None:
     """Four digits standing alone (not part of an order id); with ``need_cue`` only after a word such
     as 尾号 / last 4, so an address like 文一西路1888号 is never read as a phone number."""
-    rest = ORDER_ID.sub(" ", text)
-    if need_cue and not _PHONE_CUE.search(rest):
+    if need_cue and not _PHONE_CUE.search(ORDER_ID.sub(" ", text)):
         return None
-    found = _FOUR_DIGITS.findall(rest)
+    found = standalone_four_digits(text)
     return found[-1] if len(found) == 1 or (found and need_cue) else None
 
 

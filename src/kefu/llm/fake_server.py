@@ -7,6 +7,11 @@ It speaks the OpenAI wire format closely enough for the official ``openai`` clie
   with ``choices: []`` and ``usage`` when ``stream_options.include_usage``, then ``[DONE]``).
   Replies come from the ``replies`` queue, else ``kefu.llm.text.scripted_reply``; ``max_tokens``
   truncates (``finish_reason: "length"``) and ``stop`` strings cut the reply.
+  A request with ``tools`` (and ``tool_choice`` other than "none") is answered with a tool call
+  instead (``finish_reason: "tool_calls"``, streamed as OpenAI tool-call deltas): the next queued one
+  (``POST /_fake/tool_calls``), else ``scripted_tool_call`` — deterministic arguments read from the
+  last user message by each property's ``pattern`` (searched as a whole word) or ``enum`` (the value
+  written out). Tool requests never take a queued text reply.
 * ``GET /v1/models`` — one model, ``fake-model``.
 * ``latency_ms`` delays the first token; ``tokens_per_second`` (0 = unlimited) paces the rest.
 * ``api_key`` (optional) makes every ``/v1`` call without ``Authorization: Bearer <api_key>`` a 401.
@@ -15,9 +20,12 @@ Control endpoints (no auth):
 
 * ``POST /_fake/fail {"status": 500, "times": 2}`` — the next N chat calls fail with that status.
 * ``POST /_fake/replies {"replies": ["…"]}`` — enqueue replies.
+* ``POST /_fake/tool_calls {"tool_calls": [{"name": "…", "arguments": {…} or "raw JSON text"}]}`` —
+  enqueue tool calls, one per tool request (``name`` defaults to the tool the request forces).
 * ``POST /_fake/config {"latency_ms": 0, "tokens_per_second": 0, "send_usage": true}`` — change
   pacing; ``send_usage: false`` imitates servers that never report usage.
-* ``GET /_fake/requests`` — ``{"requests": [<every chat request body>]}``; ``POST /_fake/reset``.
+* ``GET /_fake/requests`` — ``{"requests": [<every chat request body>]}`` (messages, tools,
+  tool_choice — what the model received); ``POST /_fake/reset``.
 
 ``FakeServer`` runs the app with uvicorn in a background thread on a free port (tests,
 benchmarks); ``run_fake_server`` runs it in the foreground (``kefu fake-llm``).
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -41,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from kefu.llm.base import Message
+from kefu.llm.base import Message, Tool, ToolCall
 from kefu.llm.text import estimate_prompt_tokens, pieces, scripted_reply
 
 FAKE_MODEL = "fake-model"
@@ -54,6 +63,7 @@ class FakeState:
     api_key: str | None = None
     send_usage: bool = True
     replies: deque[str] = field(default_factory=deque)
+    tool_calls: deque[dict[str, Any]] = field(default_factory=deque)
     failures: deque[int] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     initial: tuple[float, float] = (0, 0)  # (latency_ms, tokens_per_second) restored by reset
@@ -74,6 +84,7 @@ def create_fake_openai_app(
             Route("/v1/models", _models, methods=["GET"]),
             Route("/_fake/fail", _fail, methods=["POST"]),
             Route("/_fake/replies", _enqueue, methods=["POST"]),
+            Route("/_fake/tool_calls", _enqueue_tool_calls, methods=["POST"]),
             Route("/_fake/config", _configure, methods=["POST"]),
             Route("/_fake/requests", _requests, methods=["GET"]),
             Route("/_fake/reset", _reset, methods=["POST"]),
@@ -162,9 +173,11 @@ async def _chat(request: Request) -> Response:
     state.requests.append(body)
     if state.failures:
         return _error(state.failures.popleft(), "fake failure (POST /_fake/fail)", "server_error")
+    await asyncio.sleep(state.latency_ms / 1000)
+    if body.get("tools") and body.get("tool_choice") != "none":
+        return _tool_answer(body, state)
     text, finish = _reply_for(body, state)
     usage = _usage(body, text)
-    await asyncio.sleep(state.latency_ms / 1000)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and state.send_usage
         events = _sse(body, text, finish, usage if include_usage else None, state.tokens_per_second)
@@ -260,6 +273,92 @@ def _event(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+# --- tool calls --------------------------------------------------------------------------------
+
+
+def scripted_tool_call(tools: list[Tool], tool_choice: str | None, messages: list[Message]) -> ToolCall:
+    """The deterministic answer to a tool request: a call to the forced tool (else the first), with
+    each property found in the last user message — a ``pattern`` searched as a whole word (anchors
+    dropped), an ``enum`` value written out in the text; other properties are left out."""
+    tool = next((t for t in tools if t.name == tool_choice), tools[0])
+    text = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    arguments: dict[str, Any] = {}
+    for name, schema in (tool.parameters.get("properties") or {}).items():
+        value = _find(schema, text)
+        if value is not None:
+            arguments[name] = value
+    return ToolCall(tool.name, json.dumps(arguments, ensure_ascii=False), "call_fake_0")
+
+
+def _find(schema: dict[str, Any], text: str) -> str | None:
+    if isinstance(schema.get("pattern"), str):
+        core = schema["pattern"].removeprefix("^").removesuffix("$")
+        try:
+            found = re.search(rf"(?<![A-Za-z0-9])(?:{core})(?![A-Za-z0-9])", text)
+        except re.error:
+            return None
+        return found.group(0) if found else None
+    lowered = text.lower()
+    for value in schema.get("enum") or []:
+        if isinstance(value, str) and value.lower() in lowered:
+            return value
+    return None
+
+
+def _tool_answer(body: dict[str, Any], state: FakeState) -> Response:
+    tools = [
+        Tool(f.get("name", ""), f.get("description", ""), f.get("parameters") or {})
+        for f in (t.get("function") or {} for t in body["tools"])
+    ]
+    choice = body.get("tool_choice")
+    forced = choice["function"]["name"] if isinstance(choice, dict) else None
+    if state.tool_calls:
+        queued = state.tool_calls.popleft()
+        arguments = queued.get("arguments", {})
+        raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        call = ToolCall(str(queued.get("name") or forced or tools[0].name), raw, "call_fake_0")
+    else:
+        messages = [Message(m.get("role", "user"), _content(m.get("content"))) for m in body["messages"]]
+        call = scripted_tool_call(tools, forced, messages)
+    usage = _usage(body, call.arguments)
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and state.send_usage
+        return StreamingResponse(
+            _sse_tool(body, call, usage if include_usage else None), media_type="text/event-stream"
+        )
+    wire = {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+    message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [wire]}
+    choice_out = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+    payload = {
+        **_envelope(body, "chat.completion"),
+        "choices": [choice_out],
+        "usage": usage if state.send_usage else None,
+    }
+    return JSONResponse(payload)
+
+
+async def _sse_tool(body: dict[str, Any], call: ToolCall, usage: dict[str, int] | None) -> AsyncIterator[str]:
+    base = _envelope(body, "chat.completion.chunk")
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _event({**base, "choices": [choice]})
+
+    yield chunk({"role": "assistant", "content": None})
+    head = {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+    yield chunk({"tool_calls": [head]})
+    for part in _split(call.arguments, 8):
+        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+    yield chunk({}, "tool_calls")
+    if usage is not None:
+        yield _event({**base, "choices": [], "usage": usage})
+    yield "data: [DONE]\n\n"
+
+
+def _split(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
 # --- /_fake control ---------------------------------------------------------------------------
 
 
@@ -275,6 +374,13 @@ async def _enqueue(request: Request) -> Response:
     state: FakeState = request.app.state.fake
     state.replies.extend(str(r) for r in body.get("replies", []))
     return JSONResponse({"queued": len(state.replies)})
+
+
+async def _enqueue_tool_calls(request: Request) -> Response:
+    body = await request.json()
+    state: FakeState = request.app.state.fake
+    state.tool_calls.extend(dict(c) for c in body.get("tool_calls", []))
+    return JSONResponse({"queued": len(state.tool_calls)})
 
 
 async def _configure(request: Request) -> Response:
@@ -297,6 +403,7 @@ async def _reset(request: Request) -> Response:
 
 def _reset_state(state: FakeState) -> None:
     state.replies.clear()
+    state.tool_calls.clear()
     state.failures.clear()
     state.requests.clear()
     state.send_usage = True

@@ -15,6 +15,11 @@ to 25 % jitter) or the server's ``Retry-After``. ``timeout`` bounds each attempt
 wait for each piece). Streams ask for usage (``stream_options.include_usage``); servers that do
 not send it get an estimate (``kefu.llm.text.estimate_tokens``). Every failure becomes a
 ``ModelError`` whose message names the setting to fix.
+
+Function calling: ``ChatRequest.tools`` go out as OpenAI ``tools`` (type "function") and
+``tool_choice`` as "auto" / "none" / "required" or ``{"type": "function", "function": {"name": …}}``
+for a tool's name; the calls come back in ``Reply.tool_calls`` (streamed calls are assembled from
+their pieces and carried by the last chunk).
 """
 
 from __future__ import annotations
@@ -27,13 +32,16 @@ from openai import AsyncOpenAI
 from openai.types import CompletionUsage
 
 from kefu.errors import ModelError, ModelUnavailable
-from kefu.llm.base import ChatModel, ChatRequest, Reply, StreamChunk, Usage
+from kefu.llm.base import ChatModel, ChatRequest, Reply, StreamChunk, ToolCall, Usage
 from kefu.llm.text import estimate_prompt_tokens, estimate_tokens
 
 NO_KEY = "sk-no-key-needed"  # local servers (Ollama, llama.cpp, vLLM) ignore the key
+_CHOICES = ("auto", "none", "required")
 
 
 class OpenAICompatModel(ChatModel):
+    supports_tools = True
+
     def __init__(
         self, base_url: str, api_key: str, model: str, timeout: float = 60.0, max_retries: int = 2
     ) -> None:
@@ -58,13 +66,19 @@ class OpenAICompatModel(ChatModel):
             raise ModelError(f"the model endpoint {self.base_url} returned no choices; check KEFU_LLM_MODEL")
         choice = response.choices[0]
         text = choice.message.content or ""
-        usage = _usage(response.usage) or _estimate(request, text)
-        return Reply(text, response.model or self.model, usage, choice.finish_reason or "stop")
+        calls = [
+            ToolCall(c.function.name, c.function.arguments or "", c.id or "")
+            for c in choice.message.tool_calls or []
+            if c.type == "function"
+        ]
+        usage = _usage(response.usage) or _estimate(request, text + _arguments(calls))
+        return Reply(text, response.model or self.model, usage, choice.finish_reason or "stop", calls)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         params = {**self._params(request), "stream": True, "stream_options": {"include_usage": True}}
         usage: Usage | None = None
         finish, text = "stop", ""
+        calls: dict[int, dict[str, str]] = {}  # by index: id, name, arguments (assembled from pieces)
         try:
             stream = await self._client.chat.completions.create(**params)
             async with stream:
@@ -72,12 +86,19 @@ class OpenAICompatModel(ChatModel):
                     usage = _usage(chunk.usage) or usage
                     for choice in chunk.choices[:1]:
                         finish = choice.finish_reason or finish
+                        for piece in choice.delta.tool_calls or []:
+                            _add_piece(calls.setdefault(piece.index, {}), piece)
                         if choice.delta.content:
                             text += choice.delta.content
                             yield StreamChunk(text=choice.delta.content)
         except openai.OpenAIError as exc:
             raise self._model_error(exc) from exc
-        yield StreamChunk(text="", usage=usage or _estimate(request, text), finish_reason=finish)
+        made = [
+            ToolCall(c.get("name", ""), c.get("arguments", ""), c.get("id", ""))
+            for _, c in sorted(calls.items())
+        ]
+        usage = usage or _estimate(request, text + _arguments(made))
+        yield StreamChunk(text="", usage=usage, finish_reason=finish, tool_calls=made)
 
     async def check(self) -> None:
         """Fail fast at start-up: list the models, or, where listing is not offered, send a 1-token call."""
@@ -109,6 +130,13 @@ class OpenAICompatModel(ChatModel):
         }
         if request.stop:
             params["stop"] = request.stop
+        if request.tools:
+            params["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in request.tools
+            ]  # fmt: skip
+            if request.tool_choice:
+                params["tool_choice"] = _tool_choice(request.tool_choice)
         return params
 
     def _model_error(self, exc: openai.OpenAIError) -> ModelError:
@@ -155,6 +183,25 @@ def _detail(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return exc.message
+
+
+def _tool_choice(choice: str) -> str | dict[str, Any]:
+    return choice if choice in _CHOICES else {"type": "function", "function": {"name": choice}}
+
+
+def _add_piece(call: dict[str, str], piece: Any) -> None:
+    if piece.id:
+        call["id"] = piece.id
+    function = piece.function
+    if function is not None:
+        if function.name:
+            call["name"] = call.get("name", "") + function.name
+        if function.arguments:
+            call["arguments"] = call.get("arguments", "") + function.arguments
+
+
+def _arguments(calls: list[ToolCall]) -> str:
+    return "".join(c.arguments for c in calls)
 
 
 def _usage(usage: CompletionUsage | None) -> Usage | None:

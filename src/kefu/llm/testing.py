@@ -13,15 +13,23 @@ without a real model.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 from kefu.errors import ModelError
-from kefu.llm.base import ChatModel, ChatRequest, Reply, StreamChunk, Usage
-from kefu.llm.fake_server import create_fake_openai_app, run_fake_server
+from kefu.llm.base import ChatModel, ChatRequest, Reply, StreamChunk, ToolCall, Usage
+from kefu.llm.fake_server import create_fake_openai_app, run_fake_server, scripted_tool_call
 from kefu.llm.text import estimate_prompt_tokens, estimate_tokens, pieces, scripted_reply
 
-__all__ = ["ScriptedModel", "create_fake_openai_app", "run_fake_server", "scripted_reply"]
+__all__ = [
+    "ScriptedModel",
+    "create_fake_openai_app",
+    "run_fake_server",
+    "scripted_reply",
+    "scripted_tool_call",
+]
 
 
 class ScriptedModel(ChatModel):
@@ -31,6 +39,9 @@ class ScriptedModel(ChatModel):
     * When the queue is empty it returns ``default`` if given, else ``scripted_reply(messages)``:
       the first numbered source's first line with its citation (``"满99元包邮。 [1]"``), or
       ``"收到：<last user message>"`` when the request holds no source.
+    * A request with ``tools`` (``tool_choice`` not "none") gets a tool call instead of text: the next
+      one queued with ``enqueue_tool_call(name, arguments)`` (a dict, or raw JSON text — invalid on
+      purpose if you like), else ``scripted_tool_call`` (the fake server's deterministic reading).
     * ``history`` holds every ``ChatRequest`` received, in order — assert on what the model saw.
     * ``fail_next(exc)`` makes the next call raise ``exc`` (default: a ``ModelError``) instead.
     * ``delay`` seconds are awaited before the reply (and split across streamed pieces).
@@ -39,11 +50,13 @@ class ScriptedModel(ChatModel):
     """
 
     name = "scripted"
+    supports_tools = True
 
     def __init__(
         self, replies: list[str] | None = None, default: str | None = None, delay: float = 0
     ) -> None:
         self._queue: deque[str] = deque(replies or [])
+        self._tool_calls: deque[ToolCall] = deque()
         self._failures: deque[BaseException] = deque()
         self.default = default
         self.delay = delay
@@ -52,16 +65,29 @@ class ScriptedModel(ChatModel):
     def enqueue(self, text: str) -> None:
         self._queue.append(text)
 
+    def enqueue_tool_call(self, name: str, arguments: dict[str, Any] | str) -> None:
+        raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        self._tool_calls.append(ToolCall(name, raw, f"call_scripted_{len(self._tool_calls)}"))
+
     def fail_next(self, exc: BaseException | None = None) -> None:
         self._failures.append(exc or ModelError("scripted failure (ScriptedModel.fail_next)"))
 
     async def complete(self, request: ChatRequest) -> Reply:
+        if _wants_tool(request):
+            call = self._take_tool_call(request)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return Reply("", self.name, _usage(request, call.arguments), "tool_calls", [call])
         text = self._take(request)
         if self.delay:
             await asyncio.sleep(self.delay)
         return Reply(text=text, model=self.name, usage=_usage(request, text))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        if _wants_tool(request):
+            reply = await self.complete(request)
+            yield StreamChunk("", reply.usage, reply.finish_reason, reply.tool_calls)
+            return
         text = self._take(request)
         parts = pieces(text)
         for part in parts:
@@ -77,6 +103,18 @@ class ScriptedModel(ChatModel):
         if self._queue:
             return self._queue.popleft()
         return self.default if self.default is not None else scripted_reply(request.messages)
+
+    def _take_tool_call(self, request: ChatRequest) -> ToolCall:
+        self.history.append(request)
+        if self._failures:
+            raise self._failures.popleft()
+        if self._tool_calls:
+            return self._tool_calls.popleft()
+        return scripted_tool_call(request.tools, request.tool_choice, request.messages)
+
+
+def _wants_tool(request: ChatRequest) -> bool:
+    return bool(request.tools) and request.tool_choice != "none"
 
 
 def _usage(request: ChatRequest, text: str) -> Usage:

@@ -14,6 +14,7 @@ from kefu.tools.orders import (
     ToolAuthFailed,
     ToolRejected,
     ToolUnavailable,
+    TooManyAttempts,
 )
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "OrderSystem",
     "ReturnOrder",
     "Shipment",
+    "TooManyAttempts",
     "ToolAuthFailed",
     "ToolRejected",
     "ToolUnavailable",

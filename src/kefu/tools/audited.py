@@ -20,6 +20,11 @@ _conversation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
+def current_conversation() -> str | None:
+    """The conversation ``calls_for`` names in this context (None outside a flow turn)."""
+    return _conversation.get()
+
+
 @contextmanager
 def calls_for(conversation_id: str) -> Iterator[None]:
     token = _conversation.set(conversation_id)
@@ -35,6 +40,11 @@ class AuditedOrderSystem:
     def __init__(self, inner: OrderSystem, append: Append) -> None:
         self.inner = inner
         self._append = append
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
 
     def get_order(self, order_id: str) -> Order:
         return self._call("orders.get", order_id, {}, lambda: self.inner.get_order(order_id))

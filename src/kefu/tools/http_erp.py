@@ -3,8 +3,9 @@
 Connection failures, dropped connections and 5xx answers are retried with exponential backoff —
 safe, because every write carries its idempotency key and the ERP replays the stored result. A
 timeout is not retried (the ERP is slow; the customer should not wait three times as long): it
-becomes ``ToolUnavailable`` at once. 404 → ``NotFound``, 401/403 → ``ToolAuthFailed``, other 4xx
-(409 state conflicts, 422 unusable requests) → ``ToolRejected`` carrying the ERP's reason.
+becomes ``ToolUnavailable`` at once. 404 → ``NotFound``, 401/403 → ``ToolAuthFailed``, 429 (too many
+wrong phone digits for the order) → ``TooManyAttempts``, other 4xx (409 state conflicts, 422 unusable
+requests) → ``ToolRejected`` carrying the ERP's reason.
 """
 
 from __future__ import annotations

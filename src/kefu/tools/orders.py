@@ -10,6 +10,7 @@ a retried or replayed request never creates a second return, cancellation or inv
     ├── ToolUnavailable        the ERP is down, slow or refuses our credentials (503): offer a human
     │   └── ToolAuthFailed     the ERP rejected kefu's token (operator must fix the configuration)
     └── ToolRejected           the ERP refused the request (409), its reason in the message
+        └── TooManyAttempts    identity checks on this order failed too often (429): a human must help
 
 All datetimes are timezone-aware (UTC on the wire); money is ``Decimal``.
 """
@@ -49,6 +50,18 @@ class ToolRejected(KefuError):
 
     code = "tool_rejected"
     status = 409
+
+
+class TooManyAttempts(ToolRejected):
+    """Too many failed identity checks on one order in a short time (429): the order system refuses
+    further checks for a while, so guessing the phone digits is pointless; a human agent helps."""
+
+    code = "too_many_attempts"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the order may be checked again, when known
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,10 @@ class OrderSystem(Protocol):
         """The order, or ``NotFound`` naming the order id."""
         ...
 
-    def verify_customer(self, order_id: str, phone_last4: str) -> bool: ...
+    def verify_customer(self, order_id: str, phone_last4: str) -> bool:
+        """Whether the digits match the order's phone; ``TooManyAttempts`` once the order system has
+        seen too many wrong digits for this order recently (even when these are right)."""
+        ...
 
     def create_return(
         self, order_id: str, *, kind: str, reason: str, photos: list[str], idempotency_key: str

@@ -19,6 +19,7 @@ from kefu.tools.orders import (
     ToolAuthFailed,
     ToolRejected,
     ToolUnavailable,
+    TooManyAttempts,
 )
 
 Json = dict[str, Any]
@@ -125,6 +126,11 @@ def raise_for_outcome(status: int, body: object, *, subject: str, where: str) ->
         raise ToolAuthFailed(
             f"the order system at {where} refused kefu's token (HTTP {status}: {reason}); the operator must "
             "set the ERP token kefu uses to the one the ERP expects — meanwhile offer the customer a human agent"
+        )
+    if status == 429:
+        raise TooManyAttempts(
+            f"the order system refused further identity checks for {subject} for now: {reason}; tell the "
+            "customer a human agent will help"
         )
     if 400 <= status < 500:
         raise ToolRejected(f"the order system refused the request for {subject}: {reason}")

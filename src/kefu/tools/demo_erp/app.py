@@ -11,14 +11,18 @@
 
 Every route but /health needs ``Authorization: Bearer <token>``. Errors are
 ``{"error": {"code", "message"}}``: 401 bad token, 404 unknown order, 409 the order's state forbids it,
-422 unusable request or a reused Idempotency-Key, 400 missing Idempotency-Key. A replayed write
-carries ``Idempotent-Replayed: true``. ``delay`` (seconds) slows every request, to test timeouts.
+422 unusable request or a reused Idempotency-Key, 400 missing Idempotency-Key, 429 too many wrong
+phone digits for this order recently (with ``Retry-After``; see ``store.VERIFY_MAX_FAILURES``). A
+replayed write carries ``Idempotent-Replayed: true``. ``delay`` (seconds) slows every request, to test
+timeouts. ``app.state.requests`` keeps the last 1,000 requests (method, path, status, Idempotency-Key):
+the ERP's own record of what reached it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +37,7 @@ from kefu.errors import KefuError
 from kefu.tools.credit import credit_to_wire, demo_credit_decision
 from kefu.tools.demo_erp.seed import seed_demo
 from kefu.tools.demo_erp.store import Clock, ErpStore, Outcome, utc_now
+from kefu.tools.orders import TooManyAttempts
 from kefu.tools.wire import Json, order_to_wire
 
 DEFAULT_TOKEN = "demo-erp-token"
@@ -95,6 +100,7 @@ def create_demo_erp_app(
     install_error_handlers(app)
     if delay > 0:
         _add_delay(app, delay)
+    _add_request_log(app)
     app.get("/health")(lambda: {"status": "ok"})
     app.include_router(_routes(store), dependencies=[Depends(_bearer(token))])
     return app
@@ -105,6 +111,18 @@ def _add_delay(app: FastAPI, delay: float) -> None:
     async def slow(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         await asyncio.sleep(delay)
         return await call_next(request)
+
+
+def _add_request_log(app: FastAPI) -> None:
+    log: deque[Json] = deque(maxlen=1000)
+    app.state.requests = log
+
+    @app.middleware("http")
+    async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        entry = {"method": request.method, "path": request.url.path, "status": response.status_code}
+        log.append(entry | {"idempotency_key": request.headers.get("idempotency-key")})
+        return response
 
 
 def _bearer(token: str) -> Callable[[str | None], None]:
@@ -133,8 +151,12 @@ def _routes(store: ErpStore) -> APIRouter:
         return order_to_wire(store.get_order(order_id))
 
     @router.post("/orders/{order_id}/verify")
-    def verify(order_id: str, body: VerifyIn) -> Json:
-        return {"verified": store.verify_customer(order_id, body.phone_last4)}
+    def verify(order_id: str, body: VerifyIn) -> JSONResponse:
+        try:
+            return JSONResponse({"verified": store.verify_customer(order_id, body.phone_last4)})
+        except TooManyAttempts as exc:
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+            return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
     @router.post("/orders/{order_id}/returns", status_code=201)
     def create_return(order_id: str, body: ReturnIn, key: IdempotencyKey = None) -> JSONResponse:

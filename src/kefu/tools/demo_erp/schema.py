@@ -3,7 +3,7 @@ text with an offset, so SQLite keeps both exactly."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -98,4 +98,12 @@ idempotency = Table(
     Column("status", Integer, nullable=False),
     Column("body", JSON, nullable=False),
     Column("created_at", String, nullable=False),
+)
+
+verify_failures = Table(  # wrong phone digits per order, for the attempt cap (epoch seconds)
+    "verify_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String, nullable=False, index=True),
+    Column("at", Float, nullable=False),
 )

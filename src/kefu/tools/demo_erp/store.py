@@ -4,16 +4,23 @@ Every write runs under an idempotency key: the key, a fingerprint of the request
 (status and JSON body, errors included) are stored in the same transaction as the change. A replay
 returns the stored outcome; the same key with a different request is refused (422). Writes are
 serialised by a lock (one process serves the demo ERP), so two concurrent replays cannot both write.
+
+Identity checks are capped: after ``VERIFY_MAX_FAILURES`` wrong phone digits for one order within
+``VERIFY_WINDOW``, every further check of that order is refused with ``TooManyAttempts`` (429) until
+the oldest failure leaves the window — right digits included, so the digits cannot be guessed. A
+successful check clears the order's failures. The cap equals the flows' own (3 asks per conversation),
+so one conversation never meets it; it stops guessing across conversations.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +29,20 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from kefu.errors import NotFound
 from kefu.storage.engine import make_engine
 from kefu.tools.demo_erp import rules
-from kefu.tools.demo_erp.schema import idempotency, metadata, order_items, orders, shipments
-from kefu.tools.orders import Order, OrderItem, Shipment, ToolRejected
+from kefu.tools.demo_erp.schema import (
+    idempotency,
+    metadata,
+    order_items,
+    orders,
+    shipments,
+    verify_failures,
+)
+from kefu.tools.orders import Order, OrderItem, Shipment, ToolRejected, TooManyAttempts
 from kefu.tools.wire import Json, order_to_wire
 
 Clock = Callable[[], datetime]
+VERIFY_MAX_FAILURES = 3  # the demo flows ask for the phone digits at most 3 times too
+VERIFY_WINDOW = timedelta(minutes=15)
 
 
 def utc_now() -> datetime:
@@ -47,9 +63,17 @@ def error_body(code: str, message: str) -> Json:
 
 
 class ErpStore:
-    def __init__(self, db_path: Path, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        clock: Clock = utc_now,
+        *,
+        verify_max_failures: int = VERIFY_MAX_FAILURES,
+        verify_window: timedelta = VERIFY_WINDOW,
+    ) -> None:
         self.engine: Engine = make_engine(f"sqlite:///{db_path}")
         self.clock = clock
+        self.verify_max_failures, self.verify_window = verify_max_failures, verify_window
         self._write_lock = threading.Lock()
         metadata.create_all(self.engine)
 
@@ -69,8 +93,38 @@ class ErpStore:
             return read_order(conn, order_id)
 
     def verify_customer(self, order_id: str, phone_last4: str) -> bool:
-        order = self.get_order(order_id)
-        return order.customer_phone_last4 == phone_last4.strip()
+        """Whether the digits match; ``TooManyAttempts`` while the order is locked (see the module)."""
+        now = self.clock().timestamp()
+        with self._write_lock, self.engine.begin() as conn:
+            order = read_order(conn, order_id)
+            since = now - self.verify_window.total_seconds()
+            failed = (
+                conn.execute(
+                    select(verify_failures.c.at)
+                    .where(verify_failures.c.order_id == order_id, verify_failures.c.at > since)
+                    .order_by(verify_failures.c.at)
+                )
+                .scalars()
+                .all()
+            )
+            if len(failed) >= self.verify_max_failures:
+                raise self._locked(order_id, retry_after=failed[0] - since)
+            matches = order.customer_phone_last4 == phone_last4.strip()
+            if matches:
+                conn.execute(delete(verify_failures).where(verify_failures.c.order_id == order_id))
+            else:
+                conn.execute(insert(verify_failures).values(order_id=order_id, at=now))
+        return matches
+
+    def _locked(self, order_id: str, retry_after: float) -> TooManyAttempts:
+        minutes = max(1, round(self.verify_window.total_seconds() / 60))
+        seconds = max(1, math.ceil(retry_after))
+        return TooManyAttempts(
+            f"order {order_id}: {self.verify_max_failures} wrong phone digits within {minutes} minutes, so "
+            f"identity checks for this order are paused for {seconds} s; a human agent must confirm the "
+            "customer's identity",
+            retry_after=seconds,
+        )
 
     def count(self, table_name: str, **where: Any) -> int:
         table = metadata.tables[table_name]

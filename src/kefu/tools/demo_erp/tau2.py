@@ -8,7 +8,9 @@ and orders, so the flows can be checked against a real, larger store (serve it w
   ``delivered`` → ``delivered``, ``cancelled`` → ``cancelled``; "return/exchange requested" →
   ``delivered``, "pending (item modified)" → ``paid``.
 - order ids are kept as they are ("#W2611340"); each tau2 item is one line (quantity 1, sku = item id).
-- tau2 has no phone numbers: ``phone_last4`` is the last four digits of the order's zip code.
+- tau2 has no phone numbers: ``phone_last4`` is the last four digits of the *customer's* zip code (their
+  profile address), on every order of theirs — tau2 authenticates the user (name + zip), not the
+  order, and an order may ship to another zip.
 - tau2 has no timestamps: relative to the import time, delivered orders were delivered 3 days ago
   (inside every return window — tau2's policy has none), placed 6 days ago; others placed 1–4 days ago.
 - a shipment (carrier "tau2", its first tracking id) for shipped and delivered orders.
@@ -55,7 +57,9 @@ def import_tau2_retail(db_json: Path, erp_db: Path, clock: Clock = utc_now) -> d
         store.reset()
         store.add_rows("customers", [_customer(u) for u in users.values()])
         store.add_rows("products", [row for p in products.values() for row in _variants(p)])
-        count = store.add_orders((_order(o, now), o["user_id"]) for o in orders.values())
+        count = store.add_orders(
+            (_order(o, now, _last4(users[o["user_id"]])), o["user_id"]) for o in orders.values()
+        )
     finally:
         store.close()
     return {
@@ -76,7 +80,7 @@ def _customer(user: dict[str, Any]) -> dict[str, object]:
         "customer_id": user["user_id"],
         "name": name,
         "email": user.get("email", ""),
-        "phone_last4": str(user["address"]["zip"])[-4:],
+        "phone_last4": _last4(user),
         "address": _address(user["address"]),
     }
 
@@ -101,7 +105,11 @@ def _item(item: dict[str, Any]) -> OrderItem:
     return OrderItem(item["item_id"], name, 1, Decimal(str(item["price"])))
 
 
-def _order(order: dict[str, Any], now: datetime) -> Order:
+def _last4(user: dict[str, Any]) -> str:
+    return str(user["address"]["zip"])[-4:]
+
+
+def _order(order: dict[str, Any], now: datetime, phone_last4: str) -> Order:
     tau2_status = order["status"]
     if tau2_status not in STATUS_MAP:
         raise InvalidInput(f"tau2 order {order['order_id']} has an unknown status {tau2_status!r}")
@@ -114,7 +122,7 @@ def _order(order: dict[str, Any], now: datetime) -> Order:
     shipment = _shipment(order, status, delivered or now)
     return Order(
         order["order_id"],
-        str(address["zip"])[-4:],
+        phone_last4,
         status,
         items,
         total,
