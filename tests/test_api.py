@@ -32,6 +32,7 @@ def test_grounded_answer_cites_sources_and_follow_up_uses_the_session(
     assert first["answer_kind"] == "grounded"
     assert first["content"] == "我们默认使用中通快递，江浙沪 1–2 天送达 [1]。"
     assert any(c["source"] == "docs/shipping.md" for c in first["citations"])
+    assert {c["kb_version"] for c in first["citations"]} == {"v1"}  # which KB version answered
     assert "[1]" in system_text(model) and "中通快递" in system_text(model)
 
     model.enqueue("新疆属于偏远地区，使用 EMS，一般 5–8 天送达 [1]。")

@@ -113,7 +113,7 @@ def test_decision_view_counts_wrong_verbatim_answers(fixture_dir: Path, shared_c
     # answerable ones, wrong for the unanswerable one. Threshold above any cosine: nothing is.
     sizes = Sizes(bq_pairs=None, afqmc_pairs=0, tau2_tasks=0)
     always = run_retrieval_eval(
-        fixture_dir, sizes=sizes, cache_dir=shared_cache_dir, faq_direct_threshold=0.0
+        fixture_dir, sizes=sizes, cache_dir=shared_cache_dir, faq_direct_threshold=0.0, faq_margin=0.0
     )
     never = run_retrieval_eval(
         fixture_dir, sizes=sizes, cache_dir=shared_cache_dir, faq_direct_threshold=1.0, grounded_threshold=0.0
@@ -125,7 +125,7 @@ def test_decision_view_counts_wrong_verbatim_answers(fixture_dir: Path, shared_c
     assert never.decisions[0].answerable == {"grounded": 2}
     assert never.decisions[0].unanswerable == {"grounded": 1}
     table = always.format_table()
-    assert "faq WRONG" in table and "threshold sweep" in table and "BQ (bank)" in table
+    assert "faq WRONG" in table and "margin sweep" in table and "BQ (bank)" in table
 
 
 def test_missing_folder_names_the_fix(tmp_path: Path) -> None:

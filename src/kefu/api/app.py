@@ -10,7 +10,8 @@ from fastapi.staticfiles import StaticFiles
 
 from kefu import __version__
 from kefu.api.errors import install_error_handlers
-from kefu.api.routes import conversations, health, openai, web
+from kefu.api.routes import agent, conversations, health, openai, web
+from kefu.api.routes import kb as kb_routes
 from kefu.api.timing import ServerTiming
 from kefu.config import Settings, load_settings
 from kefu.llm.base import ChatModel
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None, *, model: ChatModel | None = No
         runtime = await build_runtime(settings, model=model)
         app.state.runtime = runtime
         app.state.model = runtime.model
+        runtime.start_background()
         try:
             yield
         finally:
@@ -39,7 +41,9 @@ def create_app(settings: Settings | None = None, *, model: ChatModel | None = No
     )
     install_error_handlers(app)
     app.add_middleware(ServerTiming)
-    for module in (health, conversations, openai, web):
+    for module in (health, conversations, openai, web, agent):
         app.include_router(module.router)
+    app.include_router(agent.stats_router)
+    app.include_router(kb_routes.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

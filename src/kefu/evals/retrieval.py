@@ -37,11 +37,19 @@ from kefu.evals.retrieval_rank import (
     reciprocal_rank,
 )
 from kefu.kb.embeddings import EmbeddingCache, shared_embedder
-from kefu.kb.index import CACHE_FILE, FAQ_DIRECT_THRESHOLD, GROUNDED_THRESHOLD, KnowledgeBase, embed_pack
+from kefu.kb.index import (
+    CACHE_FILE,
+    FAQ_DIRECT_THRESHOLD,
+    FAQ_MARGIN,
+    GROUNDED_THRESHOLD,
+    KnowledgeBase,
+    embed_pack,
+)
 from kefu.kb.types import Embedder
 
 KS = (1, 5, 10)
-SWEEP = (0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97)
+SWEEP = (0.92, 0.94, 0.95, 0.96, 0.97)
+MARGINS = (0.0, 0.01, 0.02, 0.03)
 Progress = Callable[[str], None]
 
 
@@ -86,6 +94,7 @@ class ThresholdPoint:
     right: int  # answerable queries answered verbatim with a right FAQ
     wrong: int  # answerable queries answered verbatim with a wrong FAQ
     unanswerable: int  # unanswerable queries answered verbatim (all wrong)
+    margin: float = 0.0  # the FAQ's lead over the next FAQ required too (KEFU_FAQ_MARGIN)
 
 
 @dataclass
@@ -158,16 +167,17 @@ def _decision_lines(report: RetrievalReport) -> list[str]:
 def _sweep_lines(views: list[DecisionView]) -> list[str]:
     """One row per threshold; per set: % right / % WRONG of answerable, % of unanswerable (all WRONG)."""
     lines = [
-        "threshold sweep: answered verbatim, % right / % WRONG of answerable queries, "
+        "threshold + FAQ margin sweep: answered verbatim, % right / % WRONG of answerable queries, "
         "% of unanswerable ones (all WRONG)",
         f"{'threshold':<11}" + "".join(f"{v.dataset:<24}" for v in views),
     ]
-    for i, t in enumerate(SWEEP):
+    for i, point in enumerate(views[0].sweep if views else []):
         cells = []
         for view in views:
             n_ans, n_un, p = sum(view.answerable.values()), sum(view.unanswerable.values()), view.sweep[i]
             cells.append(f"{_pct(p.right, n_ans)} / {_pct(p.wrong, n_ans)} / {_pct(p.unanswerable, n_un)}")
-        lines.append(f"{t:<11.2f}" + "".join(f"{c:<24}" for c in cells))
+        label = f"{point.threshold:.2f} +{point.margin:.2f}"
+        lines.append(f"{label:<11}" + "".join(f"{c:<24}" for c in cells))
     return lines
 
 
@@ -187,6 +197,7 @@ def run_retrieval_eval(
     embedder: Embedder | None = None,
     faq_direct_threshold: float = FAQ_DIRECT_THRESHOLD,
     grounded_threshold: float = GROUNDED_THRESHOLD,
+    faq_margin: float = FAQ_MARGIN,
     progress: Progress | None = None,
 ) -> RetrievalReport:
     """Rank every sampled query of every set with the three rankers; embeddings cached in ``cache_dir``."""
@@ -201,7 +212,9 @@ def run_retrieval_eval(
     for build in _set_builders(eval_dir, sizes):
         start = time.perf_counter()
         eval_set = build()
-        ranked = _rank_set(eval_set, inner, cache, faq_direct_threshold, grounded_threshold, progress)
+        ranked = _rank_set(
+            eval_set, inner, cache, (faq_direct_threshold, grounded_threshold, faq_margin), progress
+        )
         _add_set(report, eval_set, ranked, time.perf_counter() - start)
     return report
 
@@ -221,8 +234,7 @@ def _rank_set(
     eval_set: EvalSet,
     inner: Embedder,
     cache: EmbeddingCache,
-    faq_threshold: float,
-    grounded_threshold: float,
+    thresholds: tuple[float, float, float],
     progress: Progress | None,
 ) -> list[Ranked]:
     if progress is not None:
@@ -233,7 +245,8 @@ def _rank_set(
     vectors = embed_pack(eval_set.pack, inner, cache)
     queries = CachingEmbedder(inner, cache)
     queries.embed_queries([q.text for q in eval_set.queries])  # one batch: faster than one by one
-    kb = KnowledgeBase(eval_set.pack, queries, vectors, faq_threshold, grounded_threshold)
+    faq_threshold, grounded_threshold, margin = thresholds
+    kb = KnowledgeBase(eval_set.pack, queries, vectors, faq_threshold, grounded_threshold, faq_margin=margin)
     layout = Layout.of(eval_set)
     return [rank_query(kb, layout, q, eval_set.unit) for q in eval_set.queries]
 
@@ -273,9 +286,15 @@ def _decision_view(
     for r in unanswerable:
         view.unanswerable[_outcome(r, frozenset())] += 1
     for t in SWEEP:
-        right = sum(r.confidence >= t and r.top_unit in g for r, g in zip(answerable, gold, strict=True))
-        wrong = sum(r.confidence >= t and r.top_unit not in g for r, g in zip(answerable, gold, strict=True))
-        view.sweep.append(ThresholdPoint(t, right, wrong, sum(r.confidence >= t for r in unanswerable)))
+        for margin in MARGINS:
+
+            def verbatim(r: Ranked, t: float = t, margin: float = margin) -> bool:
+                return r.confidence >= t and r.lead >= margin
+
+            right = sum(verbatim(r) and r.top_unit in g for r, g in zip(answerable, gold, strict=True))
+            wrong = sum(verbatim(r) and r.top_unit not in g for r, g in zip(answerable, gold, strict=True))
+            unanswered = sum(verbatim(r) for r in unanswerable)
+            view.sweep.append(ThresholdPoint(t, right, wrong, unanswered, margin))
     return view
 
 

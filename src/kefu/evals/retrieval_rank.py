@@ -63,6 +63,7 @@ class Ranked:
     decision: Decision
     top_unit: str  # unit of the best dense match: what a "faq" decision answers in an FAQ-only pack
     answered: str | None  # unit answered verbatim (decision "faq"), else None
+    lead: float = 0.0  # the best FAQ question's lead over the next FAQ's (Retrieval.faq_lead)
 
 
 def rank_query(kb: KnowledgeBase, layout: Layout, query: Query, unit: Unit) -> Ranked:
@@ -86,7 +87,7 @@ def rank_query(kb: KnowledgeBase, layout: Layout, query: Query, unit: Unit) -> R
     }
     answered = unit_of(result.faq.chunk, unit) if result.faq is not None else None
     top = layout.units[int(np.argmax(by_dense))]
-    return Ranked(ranks, result.confidence, result.decision, top, answered)
+    return Ranked(ranks, result.confidence, result.decision, top, answered, result.faq_lead)
 
 
 def pessimistic_rank(scores: np.ndarray, index: int) -> int:

@@ -102,7 +102,7 @@ class SourceDocument:
         where = str(data.get("doc_id") or "document")
         kind = data.get("kind")
         if kind not in ("doc", "faq"):
-            raise KnowledgeBaseError(f"{where}: 'kind' must be \"doc\" or \"faq\", not {kind!r}")
+            raise KnowledgeBaseError(f'{where}: \'kind\' must be "doc" or "faq", not {kind!r}')
         faqs = tuple(
             FaqEntry.from_dict(e, f"{where} entry {n}") for n, e in enumerate(data.get("faqs") or [])
         )

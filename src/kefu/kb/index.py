@@ -172,7 +172,7 @@ class KnowledgeBase:
         """The ``k`` best chunks for ``query`` and what to do with them (see the module docstring)."""
         text = query.strip()
         if not text or not self.chunks:
-            return Retrieval(query=query, hits=[], confidence=0.0, decision="none")
+            return Retrieval(query=query, hits=[], confidence=0.0, decision="none", version=self.version)
         key_dense = self._dense.scores(self._embedder.embed_queries([text])[0])
         key_sparse = self._bm25.scores(tokenize(text))
         n = len(self.chunks)
@@ -182,9 +182,9 @@ class KnowledgeBase:
         best_key = int(np.argmax(calibrated))
         confidence = float(np.clip(calibrated[best_key], 0.0, 1.0))
         best_is_question = bool(self._key_is_question[best_key])
+        lead = self.faq_lead(key_dense, n) if best_is_question else 0.0
         if best_is_question and (
-            self.chunks[int(self._key_chunk[best_key])].id in self.excluded_faqs
-            or self.faq_lead(key_dense, n) < self.faq_margin
+            self.chunks[int(self._key_chunk[best_key])].id in self.excluded_faqs or lead < self.faq_margin
         ):
             best_is_question = False  # ambiguous or excluded: grounded at best, never verbatim
         decision = decide(confidence, best_is_question, self.faq_direct_threshold, self.grounded_threshold)
@@ -197,7 +197,15 @@ class KnowledgeBase:
         hits = [self._hit(i, scores, dense, sparse) for i in order]
         if decision == "faq":
             faq_hit = hits[0]
-        return Retrieval(query=query, hits=hits, confidence=confidence, decision=decision, faq=faq_hit)
+        return Retrieval(
+            query=query,
+            hits=hits,
+            confidence=confidence,
+            decision=decision,
+            faq=faq_hit,
+            version=self.version,
+            faq_lead=lead,
+        )
 
     def faq_lead(self, key_dense: np.ndarray, n_chunks: int) -> float:
         """How far the best-matching FAQ's question is ahead of the next FAQ's best question."""

@@ -40,11 +40,17 @@ class Retrieval:
     confidence: float  # one number in [0, 1] that drives ``decision``
     decision: Decision  # "faq": answer ``faq`` verbatim; "grounded": LLM on ``hits``; "none": offer a human
     faq: Hit | None = None
+    version: str = ""  # the knowledge-base version searched, e.g. "v7"
+    # When the best key is an FAQ question: how far it leads the next FAQ's best question (else 0)
+    faq_lead: float = 0.0
 
 
 class Embedder(Protocol):
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalised."""

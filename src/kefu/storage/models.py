@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -28,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from kefu.audit.schema import audit_checkpoints, audit_log
+from kefu.kb.sources import kb_sources
+from kefu.kb.store import KB_TABLES
 
 
 def utcnow() -> datetime:
@@ -89,6 +92,7 @@ class MessageRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     sentiment: Mapped[float | None] = mapped_column(Float)
+    agent_id: Mapped[str | None] = mapped_column(String(32))  # role "agent": who wrote it (agents.id)
     created_at: Mapped[datetime]
 
 
@@ -117,5 +121,63 @@ class PiiVaultRow(Base):
     created_at: Mapped[datetime]
 
 
-for _audit_table in (audit_log, audit_checkpoints):
+class AgentRow(Base):
+    """A human agent of the console (``kefu agent add``); ``password_hash`` is scrypt with its salt."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Unique("username", name="uq_agents_username"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]  # last request or console heartbeat: "online" for 5 minutes
+
+
+class HandoffRow(Base):
+    """One transfer of a conversation to a human: queued → active → returned | closed, or a ticket."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        Index("ix_handoffs_status", "status"),
+        Index("ix_handoffs_conversation_id", "conversation_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)  # 1 (most urgent) .. 5
+    reason: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)  # redacted, like every stored customer text
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"))
+    vip: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    taken_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class ConversationStatsRow(Base):
+    """Per-conversation counts for operations (``kefu.storage.stats``), updated every turn."""
+
+    __tablename__ = "conversation_stats"
+
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_messages: Mapped[int] = mapped_column(Integer)
+    bot_replies: Mapped[int] = mapped_column(Integer)
+    agent_replies: Mapped[int] = mapped_column(Integer)
+    handoffs: Mapped[int] = mapped_column(Integer)
+    low_confidence_streak: Mapped[int] = mapped_column(Integer)
+    flows_started: Mapped[int] = mapped_column(Integer)
+    flows_completed: Mapped[int] = mapped_column(Integer)
+    flows_failed: Mapped[int] = mapped_column(Integer)
+    resolved_by: Mapped[str | None] = mapped_column(String(16))  # "bot" | "agent" | None
+    completed: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime]
+
+
+for _audit_table in (audit_log, audit_checkpoints, *KB_TABLES, kb_sources):  # KB: migrations 0004, 0005
     _audit_table.to_metadata(Base.metadata)

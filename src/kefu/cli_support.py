@@ -1,0 +1,29 @@
+"""What every ``kefu`` sub-command shares: errors printed as one red line that names the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from kefu.errors import KefuError
+
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """A ``KefuError`` becomes ``error: <message>`` on stderr and exit code 2 — never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KefuError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
