@@ -204,6 +204,10 @@ def test_the_bot_is_silent_while_a_handoff_is_queued_or_active_and_answers_after
     assert say(shop, conversation, "你好？")["answer_kind"] == "agent_pending"
     stored = shop.get(f"/v1/conversations/{conversation}/messages").json()["data"]
     assert [m["role"] for m in stored] == ["user", "assistant", "user", "user", "user"]
+    runtime = runtime_of(shop)  # what the customer said while waiting is on the audit chain too
+    silent = [runtime.audit.decrypt(r) for r in runtime.audit.records(conversation)]
+    said = [p["message"] for p in silent if "message" in p and "handoff" in p]
+    assert said == ["支持花呗付款吗？", "还在吗", "你好？"]
     assert model.history == []
 
     released = shop.post(f"/v1/agent/handoffs/{handoff_id}/release", headers=headers)

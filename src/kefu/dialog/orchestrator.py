@@ -148,6 +148,12 @@ class Assistant:
         desk = self.handoffs
         waiting = await desk.waiting(conversation_id, user_msg) if desk is not None else None
         if waiting is not None:  # an agent has (or will take) the conversation: the bot stays silent
+            if self.audit is not None:
+                audit, payload = (
+                    self.audit,
+                    {"message": question, "handoff": waiting, "sentiment": round(mood, 3)},
+                )
+                await to_thread.run_sync(lambda: audit("customer_message", payload, conversation_id))
             yield Meta(conversation_id, user_msg.id, "agent_pending", mood, escalate, handoff=waiting)
             yield Done(None)
             return
