@@ -14,9 +14,22 @@ runner = CliRunner()
 
 def test_help_lists_every_command():
     out = runner.invoke(app, ["--help"]).output
-    for command in ("serve", "demo", "chat", "fake-llm", "eval", "audit", "version"):
+    for command in ("serve", "demo", "chat", "fake-llm", "eval", "audit", "kb", "agent", "stats", "version"):
         assert command in out
     assert "pii" in runner.invoke(app, ["eval", "--help"]).output
+    kb_help = runner.invoke(app, ["kb", "--help"]).output
+    for command in (
+        "ingest",
+        "search",
+        "history",
+        "diff",
+        "rollback",
+        "export",
+        "import",
+        "conflicts",
+        "sync",
+    ):
+        assert command in kb_help
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable(monkeypatch: pytest.MonkeyPatch):

