@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     embedding_api_key: SecretStr = SecretStr("")
     embedding_dim: int | None = None
     kb_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Optional rerank step: an OpenAI-style POST /rerank endpoint reorders the best
+    # KEFU_RERANK_CANDIDATES fused chunks (the decision stays on the dense confidence)
+    rerank_url: str = ""
+    rerank_model: str = ""
+    rerank_api_key: SecretStr = SecretStr("")
+    rerank_candidates: int = Field(default=20, ge=1, le=200)
     # Scheduled re-ingestion of registered sources (seconds; 0 = only by hand); the background worker
     # runs in-process unless KEFU_CELERY_BROKER_URL names a broker (then a Celery worker does).
     kb_sync_interval: int = Field(default=7 * 24 * 3600, ge=0)
@@ -176,6 +182,8 @@ class Settings(BaseSettings):
                 "KEFU_EMBEDDER=openai needs KEFU_EMBEDDING_URL (e.g. http://127.0.0.1:8001/v1) "
                 "and KEFU_EMBEDDING_MODEL"
             )
+        if bool(self.rerank_url) != bool(self.rerank_model):
+            raise ValueError("the rerank step needs both KEFU_RERANK_URL and KEFU_RERANK_MODEL (or neither)")
         if self.grounded_threshold > self.faq_direct_threshold:
             raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")
         self.working_hours  # noqa: B018  # a bad KEFU_HANDOFF_* value fails here, at start-up

@@ -29,6 +29,7 @@ from kefu.kb.ranking import Fusion, decide, fuse, max_per_chunk
 from kefu.kb.types import Chunk, Embedder, Hit, Retrieval
 
 if TYPE_CHECKING:
+    from kefu.kb.rerank import Reranker
     from kefu.kb.vectors import VectorIndex
 
 FAQ_DIRECT_THRESHOLD = 0.94
@@ -43,6 +44,8 @@ QUESTION_KEY_OFFSET = 0.02
 # threshold 0.94): margin 0 → 0.02: AFQMC 68 % → 2.2 %, BQ 53 % → 6.1 %; demo-pack paraphrases
 # (leave-one-out) still answered right 11.4 % (was 15.3 %), wrong 1.0 % (unchanged).
 FAQ_MARGIN = 0.02
+# With a reranker: how many of the best fused chunks it reorders before the top k are taken.
+RERANK_CANDIDATES = 20
 CACHE_FILE = "embeddings.sqlite"
 # How many match keys an index backend returns per query; the rest score as the weakest of them.
 DENSE_CANDIDATES = 512
@@ -124,6 +127,8 @@ class KnowledgeBase:
         fusion: Fusion = "weighted",
         faq_margin: float = FAQ_MARGIN,
         excluded_faqs: frozenset[str] = frozenset(),
+        reranker: Reranker | None = None,
+        rerank_candidates: int = RERANK_CANDIDATES,
     ) -> None:
         self.chunks: list[Chunk] = pack.chunks
         self.version = pack.version
@@ -133,6 +138,8 @@ class KnowledgeBase:
         self.faq_margin = faq_margin
         # FAQ chunks never answered verbatim (e.g. in conflict with another entry); still retrievable
         self.excluded_faqs = excluded_faqs
+        self.reranker = reranker  # optional: reorders the best fused candidates (kb/rerank.py)
+        self.rerank_candidates = rerank_candidates
         self._embedder = embedder
         self._dense: KeyScores = MatrixScores(vectors) if isinstance(vectors, np.ndarray) else vectors
         self._key_chunk = np.array([k.chunk for k in pack.keys], dtype=np.int64)
@@ -189,7 +196,11 @@ class KnowledgeBase:
             best_is_question = False  # ambiguous or excluded: grounded at best, never verbatim
         decision = decide(confidence, best_is_question, self.faq_direct_threshold, self.grounded_threshold)
         scores = fuse(dense, sparse, self.fusion)
-        order = top_k(scores, k)
+        order = (
+            self._reranked(text, top_k(scores, max(k, self.rerank_candidates)))[:k]
+            if self.reranker
+            else top_k(scores, k)
+        )
         faq_hit = None
         if decision == "faq":
             faq_index = int(self._key_chunk[best_key])
@@ -206,6 +217,11 @@ class KnowledgeBase:
             version=self.version,
             faq_lead=lead,
         )
+
+    def _reranked(self, query: str, candidates: list[int]) -> list[int]:
+        assert self.reranker is not None
+        order = self.reranker.rerank(query, [self.chunks[i].text for i in candidates])
+        return candidates if order is None else [candidates[i] for i in order]
 
     def faq_lead(self, key_dense: np.ndarray, n_chunks: int) -> float:
         """How far the best-matching FAQ's question is ahead of the next FAQ's best question."""

@@ -31,6 +31,7 @@ from kefu.kb.documents import SourceDocument
 from kefu.kb.embeddings import EmbeddingCache, OpenAIEmbedder, shared_embedder
 from kefu.kb.index import CACHE_FILE, IndexScores, KnowledgeBase, embed_pack, index_pack
 from kefu.kb.loader import build_pack
+from kefu.kb.rerank import HttpReranker
 from kefu.kb.sources import Source, SourceStore
 from kefu.kb.store import ApplyResult, KbStore
 from kefu.kb.types import Embedder, Retrieval
@@ -106,6 +107,11 @@ class KnowledgeService:
         self.embedder = embedder
         self.index = index
         self.cache = cache
+        self.reranker: HttpReranker | None = None
+        if settings.rerank_url and settings.rerank_model:
+            self.reranker = HttpReranker(
+                settings.rerank_url, settings.rerank_model, settings.rerank_api_key.get_secret_value()
+            )
         self._kb: KnowledgeBase | None = None
         self._kb_version: int | None = None
         self._build_lock = threading.Lock()
@@ -196,6 +202,8 @@ class KnowledgeService:
             settings.grounded_threshold,
             faq_margin=settings.faq_margin,
             excluded_faqs=excluded,
+            reranker=self.reranker,
+            rerank_candidates=settings.rerank_candidates,
         )
 
     def search(self, query: str, k: int = 4, version: int | None = None) -> Retrieval:
@@ -326,6 +334,8 @@ class KnowledgeService:
 
     def close(self) -> None:
         self.index.close()
+        if self.reranker is not None:
+            self.reranker.close()
         close = getattr(self.embedder, "close", None)
         if callable(close) and self.embedder is not shared_embedder():
             close()
