@@ -67,12 +67,15 @@ async def post_message(
     if body.stream:
         return sse_response(_as_sse(first, events))
     meta = first if isinstance(first, Meta) else None
-    async for event in events:
+    done: Done | None = None
+    async for event in events:  # to the end: the turn releases the conversation's lock when it returns
         if isinstance(event, Done):
-            message = MessagePublic.of(event.message) if event.message is not None else None
-            kind, handoff = (meta.answer_kind, meta.handoff) if meta else (None, None)
-            return MessageReply(message=message, answer_kind=kind, handoff=handoff)
-    raise RuntimeError("the assistant finished without a reply")
+            done = event
+    if done is None:
+        raise RuntimeError("the assistant finished without a reply")
+    message = MessagePublic.of(done.message) if done.message is not None else None
+    kind, handoff = (meta.answer_kind, meta.handoff) if meta else (None, None)
+    return MessageReply(message=message, answer_kind=kind, handoff=handoff)
 
 
 @router.get(

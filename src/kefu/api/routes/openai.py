@@ -58,31 +58,34 @@ async def chat_completions(
     if body.stream:
         return sse_response(_chunks(first, events, conversation.id, created), headers=headers)
     extra: dict[str, Any] = {"conversation_id": conversation.id}
-    async for event in _chain(first, events):
+    done: Done | None = None
+    async for event in _chain(first, events):  # to the end: the turn then releases the conversation
         if isinstance(event, Meta) and event.handoff is not None:
             extra.update(answer_kind=event.answer_kind, handoff=event.handoff)
         if isinstance(event, Done):
-            message = event.message  # None while a human agent has the conversation: empty content
-            if message is not None:
-                extra.update(citations=message.citations, answer_kind=message.answer_kind)
-            completion = {
-                "id": f"chatcmpl-{message.id if message else conversation.id + '-' + str(created)}",
-                "object": "chat.completion",
-                "created": created,
-                "model": "kefu",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": message.content if message else ""},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": _usage(message.prompt_tokens, message.completion_tokens)
-                if message
-                else _usage(0, 0),
-                "kefu": extra,
-            }
-            return _json(completion, headers)
+            done = event
+    if done is not None:
+        message = done.message  # None while a human agent has the conversation: empty content
+        if message is not None:
+            extra.update(citations=message.citations, answer_kind=message.answer_kind)
+        completion = {
+            "id": f"chatcmpl-{message.id if message else conversation.id + '-' + str(created)}",
+            "object": "chat.completion",
+            "created": created,
+            "model": "kefu",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": message.content if message else ""},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(message.prompt_tokens, message.completion_tokens)
+            if message
+            else _usage(0, 0),
+            "kefu": extra,
+        }
+        return _json(completion, headers)
     raise RuntimeError("the assistant finished without a reply")
 
 
