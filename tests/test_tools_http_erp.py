@@ -225,3 +225,64 @@ def test_5xx_after_all_retries_is_tool_unavailable(db: Path):
     ):
         erp.get_order("XP1001")
     assert flaky.seen == 2
+
+
+def test_modify_items_over_http_once_then_the_order_is_locked(erp_url: str, erp: HttpOrderSystem, db: Path):
+    changed = erp.modify_items(
+        "XP1017", skus=["HP-TWS-SPORT"], new_skus=["HP-TWS-SPORT-BLACK"], payment_method_id="alipay_C07",
+        idempotency_key="m-1",
+    )  # fmt: skip
+    assert [(i.sku, i.name, i.price) for i in changed.items] == [
+        ("HP-TWS-SPORT-BLACK", "真无线运动耳机 黑色", Decimal("219.00"))
+    ]
+    assert (changed.status, changed.total, changed.items_modified) == ("paid", Decimal("219.00"), True)
+    assert erp.get_order("XP1017") == changed
+
+    headers = {"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "m-1"}
+    body = {"skus": ["HP-TWS-SPORT"], "new_skus": ["HP-TWS-SPORT-BLACK"], "payment_method_id": "alipay_C07"}
+    with httpx.Client(base_url=erp_url, headers=headers) as client:
+        replay = client.post("/orders/XP1017/items", json=body)
+        second = client.post("/orders/XP1017/items", json=body, headers={"Idempotency-Key": "m-2"})
+        missing_key = client.post("/orders/XP1017/items", json=body, headers={"Idempotency-Key": ""})
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["items_modified"] is True and replay.json()["total"] == "219.00"
+    assert second.status_code == 409 and "already modified" in second.json()["error"]["message"]
+    assert missing_key.status_code == 400
+
+    with pytest.raises(ToolRejected, match="XP1017 were already modified, which can be done only once"):
+        erp.cancel_order("XP1017", idempotency_key="c-1")
+    with pytest.raises(ToolRejected, match="can no longer be cancelled, re-addressed or modified"):
+        erp.change_address("XP1017", "孙丽 武汉市洪山区珞喻路 1 号", idempotency_key="a-1")
+    assert rows(db, "SELECT status, items_modified, total FROM orders WHERE order_id = 'XP1017'") == [
+        ("paid", 1, "219.00")
+    ]
+    assert rows(db, "SELECT order_id, kind, amount, method_id, idempotency_key FROM payments") == [
+        ("XP1017", "payment", "20.00", "alipay_C07", "m-1")
+    ]
+
+
+def test_modify_items_is_refused_for_delivered_and_cancelled_orders(erp: HttpOrderSystem, db: Path):
+    with pytest.raises(
+        ToolRejected, match="XP1003 is delivered; items can only be modified before"
+    ) as caught:
+        erp.modify_items(
+            "XP1003", skus=["TS-WHITE-L"], new_skus=["TS-WHITE-M"], payment_method_id="alipay_C03",
+            idempotency_key="m-3",
+        )  # fmt: skip
+    assert caught.value.status == 409
+    with pytest.raises(ToolRejected, match="XP1019 is cancelled"):
+        erp.modify_items(
+            "XP1019", skus=["SPEAKER-MINI"], new_skus=["SPEAKER-MINI"], payment_method_id="alipay_C05",
+            idempotency_key="m-4",
+        )  # fmt: skip
+    with pytest.raises(ToolRejected, match=r"gift card gift_card_C07 holds 10\.00"):
+        erp.modify_items(
+            "XP1017", skus=["HP-TWS-SPORT"], new_skus=["HP-TWS-SPORT-BLACK"], payment_method_id="gift_card_C07",
+            idempotency_key="m-5",
+        )  # fmt: skip
+    assert rows(db, "SELECT sku FROM order_items WHERE order_id IN ('XP1003', 'XP1017') ORDER BY id") == [
+        ("TS-WHITE-L",),
+        ("HP-TWS-SPORT",),
+    ]
+    assert rows(db, "SELECT count(*) FROM payments") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM orders WHERE items_modified") == [(0,)]

@@ -10,13 +10,17 @@ their zip — the importer's stand-in for a phone —, the reason, 「是」):
     modify_pending_order_address         flow change_address
     return_delivered_order_items         flow return_exchange (return; reason 不想要了)
     exchange_delivered_order_items       flow return_exchange (exchange; reason 不合适)
-    modify_pending_order_items/_payment  no such tool: identity + the status rule the flows use (unshipped)
+    modify_pending_order_items           no flow: identity, then the ERP's modify-items operation (once per
+                                         order; it locks the order against cancel, address and items)
+    modify_pending_order_payment         no such tool: identity + the ERP's rule for changes before shipping
 
-Each expected action is *allowed by us* when the flow carries it out, and passes *identity first* when
+Each expected action is *allowed by us* when the flow (or the ERP, for items) carries it out, and passes *identity first* when
 the same request with wrong digits changes nothing and the successful run verified before it wrote.
 *Policy probes* cover the other direction: for every order of the task's customer, each of the five
 actions is tried on the task's initial state as a dry run (the ERP's own rule checks run in a
-transaction that is rolled back), and again on each order the task changed once its actions are done
+transaction that is rolled back; a modify-items probe asks for the first item that has another available
+option to become the nearest-priced one, paid with the customer's first payment method that is not a
+gift card), and again on each order the task changed once its actions are done
 (tau2's status is then "return requested", "pending (item modified)" …). tau2 allows cancel/modify
 only for ``pending`` and return/exchange only for ``delivered`` orders; a probe agrees when we allow
 exactly those. Figures, not a gate.
@@ -36,13 +40,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kefu.errors import InvalidInput
+from kefu.errors import InvalidInput, NotFound
 from kefu.flows import FlowEngine, FlowSpec, FlowTurn, demo_flows
 from kefu.flows.actions import ACTIONS
 from kefu.flows.spec import Ask
-from kefu.tools.demo_erp import DemoOrderSystem, ErpStore, import_tau2_retail
+from kefu.tools.demo_erp import DemoOrderSystem, ErpStore, import_tau2_retail, rules
 from kefu.tools.demo_erp.dry_run import DryRunOrders
-from kefu.tools.orders import CANCELLABLE
+from kefu.tools.orders import ToolRejected
 
 TAU2_ORDER_ID = re.compile(r"#W\d{7}")
 FLOW_ACTIONS = {
@@ -51,8 +55,9 @@ FLOW_ACTIONS = {
     "return_delivered_order_items": ("return_exchange", "return_created"),
     "exchange_delivered_order_items": ("return_exchange", "return_created"),
 }
-RULE_ACTIONS = ("modify_pending_order_items", "modify_pending_order_payment")
-WRITES = (*FLOW_ACTIONS, *RULE_ACTIONS)
+ERP_ACTIONS = ("modify_pending_order_items",)  # no flow: identity, then the ERP operation itself
+RULE_ACTIONS = ("modify_pending_order_payment",)  # no tool: identity, then the ERP's rule
+WRITES = (*FLOW_ACTIONS, *ERP_ACTIONS, *RULE_ACTIONS)
 PROBED = (*FLOW_ACTIONS, "modify_pending_order_items")
 SHORT = {
     "cancel_pending_order": "cancel",
@@ -235,6 +240,11 @@ class _Runner:
     def __init__(self, db: dict[str, Any], template: Path, tmp: Path, now: datetime) -> None:
         self.db, self.template, self.tmp, self.now = db, template, tmp, now
         self.specs = tau2_flows()
+        self.variants = {  # sku → (product id, price, available)
+            sku: (str(p["product_id"]), float(v["price"]), bool(v.get("available", True)))
+            for p in db["products"].values()
+            for sku, v in p["variants"].items()
+        }
 
     def task(self, task: dict[str, Any]) -> TaskResult:
         actions = (task.get("evaluation_criteria") or {}).get("actions") or []
@@ -250,7 +260,7 @@ class _Runner:
             last4 = str(self.db["users"][user_id]["address"]["zip"])[-4:]
             statuses = {oid: str(o["status"]) for oid, o in self.db["orders"].items()}
             mine = list(self.db["users"][user_id].get("orders", []))
-            result.checks += self._probes(store, "probe", mine, statuses, last4, result.task)
+            result.checks += self._probes(store, "probe", mine, statuses, (user_id, last4), result.task)
             for number, action in enumerate(writes):
                 oid, name = action["arguments"]["order_id"], action["name"]
                 check = Check(
@@ -260,7 +270,7 @@ class _Runner:
                 statuses[oid] = TAU2_AFTER.get(name, statuses[oid])
                 result.checks.append(check)
             changed = list(dict.fromkeys(str(a["arguments"]["order_id"]) for a in writes))
-            result.checks += self._probes(store, "after", changed, statuses, last4, result.task)
+            result.checks += self._probes(store, "after", changed, statuses, (user_id, last4), result.task)
         return result
 
     def _user(self, actions: list[dict[str, Any]]) -> str | None:
@@ -303,19 +313,40 @@ class _Runner:
         kind: str,
         order_ids: list[str],
         statuses: dict[str, str],
-        last4: str,
+        customer: tuple[str, str],
         task: str,
     ) -> list[Check]:
         dry = FlowEngine(self.specs, DryRunOrders(store), clock=lambda: self.now)
+        user_id, last4 = customer
         checks = []
         for oid in order_ids:
             status = statuses[oid]
             for action in PROBED:
                 check = Check(task, action, oid, status, kind, tau2_allows(action, status))
-                attempt = _attempt(dry, store, action, oid, last4, {}, f"{kind}-{task}-{oid}-{action}")
+                args = self._swap(store, oid, user_id) if action in ERP_ACTIONS else {}
+                attempt = _attempt(dry, store, action, oid, last4, args, f"{kind}-{task}-{oid}-{action}")
                 check.ours, check.note = attempt.done, attempt.how
                 checks.append(check)
         return checks
+
+    def _swap(self, store: ErpStore, oid: str, user_id: str) -> dict[str, Any]:
+        """What a customer would ask for: the first item that has another available option, changed to
+        the nearest-priced one, paid with their first payment method that is not a gift card."""
+        items = store.get_order(oid).items
+        swap = (items[0].sku, items[0].sku) if items else ("-", "-")  # no option to change to: refused
+        for item in items:
+            product, price, _ = self.variants.get(item.sku, ("", 0.0, False))
+            options = [
+                (abs(p - price), sku)
+                for sku, (other, p, available) in self.variants.items()
+                if other == product and available and sku != item.sku
+            ]
+            if options:
+                swap = (item.sku, min(options)[1])
+                break
+        methods = list(self.db["users"][user_id].get("payment_methods") or {})
+        method = next((m for m in methods if not m.startswith("gift_card")), methods[0] if methods else "-")
+        return {"item_ids": [swap[0]], "new_item_ids": [swap[1]], "payment_method_id": method}
 
     def _expected(self, store: ErpStore, check: Check, args: dict[str, Any], last4: str, conv: str) -> None:
         engine = FlowEngine(self.specs, DemoOrderSystem(store), clock=lambda: self.now)
@@ -341,17 +372,38 @@ def _attempt(
     engine: FlowEngine, store: ErpStore, action: str, oid: str, last4: str, args: dict[str, Any], conv: str
 ) -> _Attempt:
     """What happens when a customer giving ``last4`` asks for ``action`` on ``oid``."""
-    if action in RULE_ACTIONS:
+    if action in (*ERP_ACTIONS, *RULE_ACTIONS):
         if not engine.orders.verify_customer(oid, last4):
             return _Attempt(False, "identity not confirmed")
-        status = store.get_order(oid).status
-        return _Attempt(status in CANCELLABLE, f"rule: order is {status}")
+        try:
+            return _unflowed(engine, store, action, oid, args, conv)
+        except (ToolRejected, NotFound) as exc:
+            return _Attempt(False, f"refused: {exc.message}")
     flow, success = FLOW_ACTIONS[action]
     turn = _talk(engine, flow, conv, _script(action, oid, last4, args))
     ended = turn.data.get("result") or turn.data.get("reason") or turn.outcome
     issued = turn.data.get("return_id")  # the ERP's after-sales number, when it issued one
     how = f"{flow}: {ended}" + (f" {issued}" if issued else "")
     return _Attempt(turn.data.get("result") == success, how, _verified_before_writing(turn))
+
+
+def _unflowed(
+    engine: FlowEngine, store: ErpStore, action: str, oid: str, args: dict[str, Any], conv: str
+) -> _Attempt:
+    """An action no flow offers, once identity is confirmed: modify items through the ERP operation
+    itself, modify payment by the ERP's rule for any change before shipping."""
+    if action == "modify_pending_order_items":
+        order = engine.orders.modify_items(
+            oid,
+            skus=[str(sku) for sku in args["item_ids"]],
+            new_skus=[str(sku) for sku in args["new_item_ids"]],
+            payment_method_id=str(args["payment_method_id"]),
+            idempotency_key=conv,
+        )
+        return _Attempt(order.items_modified, f"modify_items: items modified, total {order.total}")
+    order = store.get_order(oid)
+    rules.require_changeable(order, "the payment can only be changed before the order ships")
+    return _Attempt(True, f"rule: order is {order.status}")
 
 
 def _script(action: str, oid: str, last4: str, args: dict[str, Any]) -> list[str]:

@@ -32,6 +32,7 @@ def order_facts(order: Order) -> dict[str, Any]:
         "placed_at": order.placed_at.isoformat(),
         "delivered_at": _iso(order.delivered_at),
         "address": order.address,
+        "items_modified": order.items_modified,  # changed once already: no cancel or change any more
         "items": [
             {"sku": i.sku, "name": i.name, "quantity": i.quantity, "price": str(i.price)} for i in order.items
         ],

@@ -86,6 +86,29 @@ class AuditedOrderSystem:
             lambda: self.inner.change_address(order_id, address, idempotency_key=idempotency_key),
         )
 
+    def modify_items(
+        self,
+        order_id: str,
+        *,
+        skus: list[str],
+        new_skus: list[str],
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> Order:
+        args = {"skus": list(skus), "new_skus": list(new_skus), "payment_method_id": payment_method_id}
+        return self._call(
+            "orders.modify_items",
+            order_id,
+            args | {"idempotency_key": idempotency_key},
+            lambda: self.inner.modify_items(
+                order_id,
+                skus=skus,
+                new_skus=new_skus,
+                payment_method_id=payment_method_id,
+                idempotency_key=idempotency_key,
+            ),
+        )
+
     def request_invoice(
         self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
     ) -> str:

@@ -148,6 +148,18 @@ class HttpOrderSystem(JsonService):
     def change_address(self, order_id: str, address: str, *, idempotency_key: str) -> Order:
         return order_from_wire(self._write(order_id, "address", {"address": address}, idempotency_key))
 
+    def modify_items(
+        self,
+        order_id: str,
+        *,
+        skus: list[str],
+        new_skus: list[str],
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> Order:
+        payload = {"skus": list(skus), "new_skus": list(new_skus), "payment_method_id": payment_method_id}
+        return order_from_wire(self._write(order_id, "items", payload, idempotency_key))
+
     def request_invoice(
         self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
     ) -> str:

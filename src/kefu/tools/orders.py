@@ -1,9 +1,11 @@
 """The order system (ERP) seam: value types, the ``OrderSystem`` protocol and its two errors.
 
-The ERP enforces only its own state rules (no cancelling or re-addressing a shipped order, returns only
-for delivered orders); *policy* — return windows, what counts as a quality problem — belongs to the
+The ERP enforces only its own state rules (no cancelling, re-addressing or modifying a shipped order;
+an order's items may be modified once, which locks it against any further change; returns only for
+delivered orders); *policy* — return windows, what counts as a quality problem — belongs to the
 flow engine. Every write carries an idempotency key: the same key always yields the same result, so
-a retried or replayed request never creates a second return, cancellation or invoice request.
+a retried or replayed request never creates a second return, cancellation, item change or invoice
+request.
 
     KefuError
     ├── NotFound               the order id does not exist (404)
@@ -27,7 +29,7 @@ from kefu.errors import KefuError
 ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
 RETURN_KINDS = ("return", "exchange")
 INVOICE_KINDS = ("electronic", "vat_special")  # 电子普通发票 · 增值税专用发票 (needs a tax id)
-CANCELLABLE = ("pending", "paid")  # also the statuses in which the address may change
+CANCELLABLE = ("pending", "paid")  # also the statuses in which the address or the items may change
 
 
 class ToolUnavailable(KefuError):
@@ -92,6 +94,9 @@ class Order:
     delivered_at: datetime | None
     address: str
     shipment: Shipment | None
+    # The items were swapped for other variants once (tau2's "pending (item modified)"): that can happen
+    # only once, and afterwards the order can no longer be cancelled, re-addressed or modified.
+    items_modified: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,21 @@ class OrderSystem(Protocol):
     def cancel_order(self, order_id: str, *, idempotency_key: str) -> Order: ...
 
     def change_address(self, order_id: str, address: str, *, idempotency_key: str) -> Order: ...
+
+    def modify_items(
+        self,
+        order_id: str,
+        *,
+        skus: list[str],
+        new_skus: list[str],
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> Order:
+        """Swap order lines for other variants of the same product, once per unshipped order: line by
+        line, ``skus[i]`` (the next line with that sku) becomes ``new_skus[i]``. The price difference is
+        paid with, or refunded to, ``payment_method_id`` (one of the customer's); the order comes back
+        with ``items_modified`` set."""
+        ...
 
     def request_invoice(
         self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str

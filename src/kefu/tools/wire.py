@@ -38,6 +38,7 @@ def order_to_wire(order: Order) -> Json:
         "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None,
         "address": order.address,
         "shipment": _shipment_to_wire(order.shipment) if order.shipment else None,
+        "items_modified": order.items_modified,
     }
 
 
@@ -67,6 +68,7 @@ def order_from_wire(data: Json) -> Order:
         delivered_at=datetime.fromisoformat(delivered) if delivered else None,
         address=data["address"],
         shipment=_shipment_from_wire(shipment) if shipment else None,
+        items_modified=data.get("items_modified") is True,  # an ERP that knows no item changes omits it
     )
 
 

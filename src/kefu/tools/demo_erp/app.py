@@ -6,11 +6,13 @@
     POST /orders/{id}/returns  {kind, reason, photos}   → 201 ReturnOrder      ┐ writes: header
     POST /orders/{id}/cancel                       → Order                     │ Idempotency-Key;
     POST /orders/{id}/address  {address}           → Order                     │ a replay answers the
-    POST /orders/{id}/invoices {kind, title, tax_id}    → 201 {invoice_request_id, …} ┘ stored result
+    POST /orders/{id}/items    {skus, new_skus, payment_method_id} → Order     │ stored result
+    POST /orders/{id}/invoices {kind, title, tax_id}    → 201 {invoice_request_id, …} ┘
     POST /credit/check         {id_number, name}   → {approved, score, reason}
 
 Every route but /health needs ``Authorization: Bearer <token>``. Errors are
-``{"error": {"code", "message"}}``: 401 bad token, 404 unknown order, 409 the order's state forbids it,
+``{"error": {"code", "message"}}``: 401 bad token, 404 unknown order, 409 the order's state forbids it
+(shipped, cancelled, items already modified once — see ``rules.py``),
 422 unusable request or a reused Idempotency-Key, 400 missing Idempotency-Key, 429 too many wrong
 phone digits for this order recently (with ``Retry-After``; see ``store.VERIFY_MAX_FAILURES``). A
 replayed write carries ``Idempotent-Replayed: true``. ``delay`` (seconds) slows every request, to test
@@ -60,6 +62,15 @@ class ReturnIn(BaseModel):
 
 class AddressIn(BaseModel):
     address: str = Field(max_length=500)
+
+
+Sku = Annotated[str, Field(max_length=64)]
+
+
+class ItemsIn(BaseModel):
+    skus: list[Sku] = Field(max_length=50)  # the order lines to change, by item (sku)
+    new_skus: list[Sku] = Field(max_length=50)  # what each becomes: an option of the same product
+    payment_method_id: str = Field(max_length=100)  # pays or receives the price difference
 
 
 class InvoiceIn(BaseModel):
@@ -172,6 +183,17 @@ def _routes(store: ErpStore) -> APIRouter:
     @router.post("/orders/{order_id}/address")
     def address(order_id: str, body: AddressIn, key: IdempotencyKey = None) -> JSONResponse:
         return _answer(store.change_address(order_id, body.address, idempotency_key=key or ""))
+
+    @router.post("/orders/{order_id}/items")
+    def items(order_id: str, body: ItemsIn, key: IdempotencyKey = None) -> JSONResponse:
+        outcome = store.modify_items(
+            order_id,
+            skus=body.skus,
+            new_skus=body.new_skus,
+            payment_method_id=body.payment_method_id,
+            idempotency_key=key or "",
+        )
+        return _answer(outcome)
 
     @router.post("/orders/{order_id}/invoices", status_code=201)
     def invoice(order_id: str, body: InvoiceIn, key: IdempotencyKey = None) -> JSONResponse:

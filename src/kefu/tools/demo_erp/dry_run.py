@@ -49,6 +49,21 @@ class DryRunOrders:
     def change_address(self, order_id: str, address: str, *, idempotency_key: str) -> Order:
         return self._changed(order_id, lambda c, order: rules.change_address(c, order, address))
 
+    def modify_items(
+        self,
+        order_id: str,
+        *,
+        skus: list[str],
+        new_skus: list[str],
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> Order:
+        request = {"skus": skus, "new_skus": new_skus, "payment_method_id": payment_method_id}
+        now = self.store.clock()
+        return self._changed(
+            order_id, lambda c, order: rules.modify_items(c, order, request, now, idempotency_key)
+        )
+
     def request_invoice(
         self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
     ) -> str:

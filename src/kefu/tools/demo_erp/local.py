@@ -37,6 +37,24 @@ class DemoOrderSystem:
         outcome = self.store.change_address(order_id, address, idempotency_key=idempotency_key)
         return order_from_wire(_ok(outcome, order_id))
 
+    def modify_items(
+        self,
+        order_id: str,
+        *,
+        skus: list[str],
+        new_skus: list[str],
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> Order:
+        outcome = self.store.modify_items(
+            order_id,
+            skus=skus,
+            new_skus=new_skus,
+            payment_method_id=payment_method_id,
+            idempotency_key=idempotency_key,
+        )
+        return order_from_wire(_ok(outcome, order_id))
+
     def request_invoice(
         self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
     ) -> str:

@@ -39,6 +39,8 @@ orders = Table(
     Column("placed_at", String, nullable=False),
     Column("delivered_at", String),
     Column("address", Text, nullable=False),
+    # swapped for other variants once (tau2's "pending (item modified)"): no further change before shipping
+    Column("items_modified", Boolean, nullable=False, default=False),
 )
 
 order_items = Table(
@@ -86,6 +88,28 @@ invoices = Table(
     Column("kind", String, nullable=False),
     Column("title", String, nullable=False),
     Column("tax_id", String),
+    Column("created_at", String, nullable=False),
+    Column("idempotency_key", String, nullable=False),
+)
+
+payment_methods = Table(  # the customers' own: where an item change's price difference goes
+    "payment_methods",
+    metadata,
+    Column("method_id", String, primary_key=True),  # e.g. "gift_card_0000000", "alipay_C01"
+    Column("customer_id", String, nullable=False, index=True),
+    Column("kind", String, nullable=False),  # gift_card, credit_card, paypal, alipay, wechat_pay
+    Column("label", String, nullable=False, default=""),  # e.g. "visa ****1234"
+    Column("balance", String),  # gift cards only: decimal text
+)
+
+payments = Table(  # money moved after the order was placed (item changes' price differences)
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String, ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("kind", String, nullable=False),  # "payment" (the customer pays) or "refund"
+    Column("amount", String, nullable=False),
+    Column("method_id", String, nullable=False),
     Column("created_at", String, nullable=False),
     Column("idempotency_key", String, nullable=False),
 )

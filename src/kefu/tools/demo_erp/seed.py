@@ -27,6 +27,11 @@ now (same time of day); the return windows count from the day after delivery (se
 | XP1018 | pending   | —         | 6008        | 周杰     | 负离子电吹风 ×1 ¥199                   | unpaid                              |
 | XP1019 | cancelled | —         | 5005        | 陈静     | 便携蓝牙音箱 ×1 ¥259                   | already cancelled                   |
 | XP1020 | delivered | 12 days   | 3006        | 赵磊     | 降噪蓝牙耳机 Pro ×1 ¥299               | headphones day 12: quality only     |
+
+Items of an unshipped order may be swapped once for another option of the same product (``PRODUCT_OF``):
+the T-shirt in white/black/grey (grey M sold out), the sports earbuds in white ¥199 / black ¥219, the
+phone case for iPhone 15 ¥59 / 15 Pro ¥69. Every customer pays with 支付宝 (``alipay_C01`` …); 李娜 also
+has a gift card with ¥50 (``gift_card_C02``), 孙丽 one with ¥10 (``gift_card_C07``).
 """
 
 from __future__ import annotations
@@ -66,6 +71,23 @@ PRODUCTS = {
     "COOKER-SMART": ("智能电饭煲", "459.00"),
     "FRYER-AIR": ("空气炸锅", "329.00"),
     "CABLE-USBC": ("编织快充数据线 USB-C", "29.00"),
+    "TS-WHITE-M": ("纯棉圆领T恤 白色 M", "79.00"),
+    "TS-GREY-M": ("纯棉圆领T恤 灰色 M", "79.00"),
+    "HP-TWS-SPORT-BLACK": ("真无线运动耳机 黑色", "219.00"),
+    "CASE-IP15-PRO": ("磁吸手机壳 iPhone 15 Pro", "69.00"),
+}
+# sku → product: options of one product (an order's items may change among them); other skus stand alone
+PRODUCT_OF = {
+    **dict.fromkeys(("TS-WHITE-L", "TS-BLACK-M", "TS-WHITE-M", "TS-GREY-M"), "TSHIRT"),
+    **dict.fromkeys(("HP-TWS-SPORT", "HP-TWS-SPORT-BLACK"), "HP-TWS"),
+    **dict.fromkeys(("CASE-IP15", "CASE-IP15-PRO"), "CASE-MAG"),
+}
+SOLD_OUT = frozenset({"TS-GREY-M"})
+# payment method id → (customer, kind, label, gift card balance)
+PAYMENT_METHODS: dict[str, tuple[str, str, str, str | None]] = {
+    **{f"alipay_{cid}": (cid, "alipay", "支付宝", None) for cid in CUSTOMERS},
+    "gift_card_C02": ("C02", "gift_card", "礼品卡", "50.00"),
+    "gift_card_C07": ("C07", "gift_card", "礼品卡", "10.00"),
 }
 
 # order id → (customer, status, days since delivery (None if not delivered), shipment state, [(sku, qty)])
@@ -107,6 +129,7 @@ def seed_demo(store: ErpStore) -> int:
     store.reset()
     store.add_rows("customers", [_customer_row(cid) for cid in CUSTOMERS])
     store.add_rows("products", [_product_row(sku) for sku in PRODUCTS])
+    store.add_rows("payment_methods", [_payment_row(mid) for mid in PAYMENT_METHODS])
     return store.add_orders((_order(oid, now), SEED[oid][0]) for oid in SEED)
 
 
@@ -118,7 +141,15 @@ def _customer_row(cid: str) -> dict[str, object]:
 
 def _product_row(sku: str) -> dict[str, object]:
     name, price = PRODUCTS[sku]
-    return {"sku": sku, "product_id": sku.split("-")[0], "name": name, "options": {}, "price": price}
+    product = PRODUCT_OF.get(sku, sku)
+    return {"sku": sku, "product_id": product, "name": name, "options": {}, "price": price} | {
+        "available": sku not in SOLD_OUT
+    }
+
+
+def _payment_row(method_id: str) -> dict[str, object]:
+    cid, kind, label, balance = PAYMENT_METHODS[method_id]
+    return {"method_id": method_id, "customer_id": cid, "kind": kind, "label": label, "balance": balance}
 
 
 def _order(order_id: str, now: datetime) -> Order:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, text
 
 from kefu.errors import NotFound
 from kefu.storage.engine import make_engine
@@ -76,6 +76,7 @@ class ErpStore:
         self.verify_max_failures, self.verify_window = verify_max_failures, verify_window
         self._write_lock = threading.Lock()
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -163,6 +164,24 @@ class ErpStore:
         request = {"op": "change_address", "order_id": order_id, "address": address}
         return self._idempotent(idempotency_key, request, act)
 
+    def modify_items(
+        self,
+        order_id: str,
+        *,
+        skus: list[str],
+        new_skus: list[str],
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> Outcome:
+        request: Json = {"op": "modify_items", "order_id": order_id, "skus": list(skus)}
+        request |= {"new_skus": list(new_skus), "payment_method_id": payment_method_id}
+
+        def act(conn: Connection, now: datetime) -> Outcome:
+            rules.modify_items(conn, read_order(conn, order_id), request, now, idempotency_key)
+            return Outcome(200, order_to_wire(read_order(conn, order_id)))
+
+        return self._idempotent(idempotency_key, request, act)
+
     def request_invoice(
         self, order_id: str, *, kind: str, title: str, tax_id: str | None, idempotency_key: str
     ) -> Outcome:
@@ -219,6 +238,14 @@ class ErpStore:
         return len(order_rows)
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a demo-ERP file from an older kefu up to date (``create_all`` adds tables, not columns)."""
+    have = {column["name"] for column in inspect(engine).get_columns("orders")}
+    if "items_modified" not in have:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE orders ADD COLUMN items_modified BOOLEAN NOT NULL DEFAULT 0"))
+
+
 def _replay(stored: Any, key: str, fingerprint: str) -> Outcome:
     if stored.fingerprint != fingerprint:
         message = (
@@ -255,6 +282,7 @@ def read_order(conn: Connection, order_id: str) -> Order:
         delivered_at=datetime.fromisoformat(row.delivered_at) if row.delivered_at else None,
         address=row.address,
         shipment=_shipment(ship) if ship else None,
+        items_modified=bool(row.items_modified),
     )
 
 
@@ -273,6 +301,7 @@ def _order_row(order: Order, customer_id: str) -> Json:
         "placed_at": order.placed_at.isoformat(),
         "delivered_at": order.delivered_at.isoformat() if order.delivered_at else None,
         "address": order.address,
+        "items_modified": order.items_modified,
     }
 
 

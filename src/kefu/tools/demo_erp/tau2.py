@@ -1,12 +1,15 @@
 """Load the tau2-bench retail database (``shared/eval/tau2_retail/db.json``) into a demo-ERP store.
 
-``import_tau2_retail(db_json, erp_db)`` wipes ``erp_db`` and writes tau2's users, product variants
-and orders, so the flows can be checked against a real, larger store (serve it with
+``import_tau2_retail(db_json, erp_db)`` wipes ``erp_db`` and writes tau2's users, their payment
+methods, product variants and orders, so the flows can be checked against a real, larger store (serve it with
 ``create_demo_erp_app(erp_db)``: a non-empty store is never re-seeded). Mapping:
 
 - status: ``pending`` → ``paid`` (paid, not yet shipped: cancellable), ``processed`` → ``shipped``,
   ``delivered`` → ``delivered``, ``cancelled`` → ``cancelled``; "return/exchange requested" →
-  ``delivered``, "pending (item modified)" → ``paid``.
+  ``delivered``, "pending (item modified)" → ``paid`` with ``items_modified`` set, so the ERP refuses to
+  cancel, re-address or modify it again, as tau2 does.
+- payment methods keep their ids ("gift_card_0000000"), kind (tau2's "source") and gift card balance;
+  they pay or receive an item change's price difference.
 - order ids are kept as they are ("#W2611340"); each tau2 item is one line (quantity 1, sku = item id).
 - tau2 has no phone numbers: ``phone_last4`` is the last four digits of the *customer's* zip code (their
   profile address), on every order of theirs — tau2 authenticates the user (name + zip), not the
@@ -56,6 +59,7 @@ def import_tau2_retail(db_json: Path, erp_db: Path, clock: Clock = utc_now) -> d
         now = clock()
         store.reset()
         store.add_rows("customers", [_customer(u) for u in users.values()])
+        store.add_rows("payment_methods", [row for u in users.values() for row in _payment_methods(u)])
         store.add_rows("products", [row for p in products.values() for row in _variants(p)])
         count = store.add_orders(
             (_order(o, now, _last4(users[o["user_id"]])), o["user_id"]) for o in orders.values()
@@ -83,6 +87,18 @@ def _customer(user: dict[str, Any]) -> dict[str, object]:
         "phone_last4": _last4(user),
         "address": _address(user["address"]),
     }
+
+
+def _payment_methods(user: dict[str, Any]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for method_id, method in (user.get("payment_methods") or {}).items():
+        label = " ".join(str(method[k]) for k in ("brand", "last_four") if method.get(k))
+        balance = method.get("balance")
+        rows.append(
+            {"method_id": method_id, "customer_id": user["user_id"], "kind": method.get("source", "")}
+            | {"label": label, "balance": None if balance is None else str(Decimal(str(balance)))}
+        )
+    return rows
 
 
 def _variants(product: dict[str, Any]) -> list[dict[str, object]]:
@@ -130,6 +146,7 @@ def _order(order: dict[str, Any], now: datetime, phone_last4: str) -> Order:
         delivered,
         _address(address),
         shipment,
+        items_modified=tau2_status == "pending (item modified)",
     )
 
 
