@@ -80,9 +80,7 @@ async def chat_completions(
                     "finish_reason": "stop",
                 }
             ],
-            "usage": _usage(message.prompt_tokens, message.completion_tokens)
-            if message
-            else _usage(0, 0),
+            "usage": _usage(message.prompt_tokens, message.completion_tokens) if message else _usage(0, 0),
             "kefu": extra,
         }
         return _json(completion, headers)
