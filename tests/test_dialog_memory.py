@@ -44,4 +44,6 @@ def test_language_and_small_talk_routing():
     assert route("hello!") == "greeting"
     assert route("谢谢！") == "thanks"
     assert route("你好，我想退货") == "knowledge"
+    assert route("好的") == "ack" and route("确认。") == "ack" and route("OK") == "ack"
+    assert route("好的，那运费多少") == "knowledge" and route("可以开发票吗") == "knowledge"
     assert route("thanks, but where is my parcel?") == "knowledge"

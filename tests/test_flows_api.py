@@ -95,3 +95,14 @@ def test_every_order_system_call_is_on_the_audit_chain(shop: TestClient):
     assert created["result"]["return_id"] in replies[-1]["content"]
     assert created["args"]["idempotency_key"]
     assert verify(runtime.stores.engine).ok
+
+
+def test_an_acknowledgement_answers_a_flow_but_is_small_talk_after_it(shop: TestClient, model: ScriptedModel):
+    """「确认」 while a flow waits for it is the flow's answer; 「好的」 after the flow ended is small talk
+    — not a question for the knowledge base and the model (which once read a return number back as a
+    tracking number)."""
+    _, replies = chat(shop, "我要取消订单", "XP1016", "9002", "确认", "好的")
+    assert [r["answer_kind"] for r in replies] == ["flow", "flow", "flow", "flow", "smalltalk"]
+    assert "已取消" in replies[3]["content"]
+    assert "其他需要帮您" in replies[4]["content"] and replies[4]["citations"] == []
+    assert model.history == []

@@ -213,6 +213,8 @@ class Assistant:
             return _Answer("smalltalk", text=prompts.GREETING[lang].format(shop=self.settings.shop_name))
         if kind == "thanks":
             return _Answer("smalltalk", text=prompts.THANKS[lang])
+        if kind == "ack" and state.flow is None:  # nothing asked of the customer: no model, no search
+            return _Answer("smalltalk", text=prompts.ACK[lang])
         if kind == "human":  # the handoff desk queues it (see _hand_off)
             return _Answer("handoff", text=prompts.HANDOFF_UNAVAILABLE[lang])
         attack = await to_thread.run_sync(lambda: detect_injection(question))

@@ -53,6 +53,10 @@ THANKS = {
     "zh": "不客气！还有其他问题随时问我。",
     "en": "You're welcome! Ask me anytime if there's anything else.",
 }
+ACK = {
+    "zh": "好的。还有其他需要帮您的吗？",
+    "en": "All right. Is there anything else I can help with?",
+}
 
 
 def source_block(hits: list[Hit]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-Route = Literal["greeting", "thanks", "human", "knowledge"]
+Route = Literal["greeting", "thanks", "ack", "human", "knowledge"]
 
 _GREETING = re.compile(
     r"^\s*(你好|您好|在吗|在不在|哈喽|嗨|hello|hi|hey|good (morning|afternoon|evening))[\s!！。.,，~～?？呀啊呢]*$",
@@ -14,6 +14,12 @@ _GREETING = re.compile(
 )
 _THANKS = re.compile(
     r"^\s*(谢谢|多谢|感谢|好的谢谢|ok谢谢|thanks|thank you|thx)[\s!！。.,，~～了啊呀你您]*$",
+    re.IGNORECASE,
+)
+# 「好的」「确认」「收到」, "ok": an acknowledgement — small talk unless a flow is waiting for an answer
+_ACK = re.compile(
+    r"^\s*(好的?|好滴|好吧|行|可以|确认|确定|收到|知道了|明白了?|了解|嗯嗯?|ok|okay|got it|sure|alright)"
+    r"[\s!！。.,，~～了啊呀哈的]*$",
     re.IGNORECASE,
 )
 
@@ -45,6 +51,8 @@ def route(text: str) -> Route:
         return "greeting"
     if _THANKS.match(text):
         return "thanks"
+    if _ACK.match(text):
+        return "ack"
     if wants_human(text):
         return "human"
     return "knowledge"
