@@ -395,3 +395,32 @@ def test_a_registered_folder_is_synced_kept_while_unreadable_and_removed(
     assert response.status_code == 400 and "is not a folder on the server" in response.text
     response = admin.post("/v1/kb/sources", json={"kind": "urls", "urls": ["ftp://example.com/a"]})
     assert response.status_code == 400 and "is not an http(s) URL" in response.text
+
+
+def test_url_sources_cannot_reach_the_servers_own_network_unless_allowed(
+    make_settings: Callable[..., Settings], model: ScriptedModel
+) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+
+    from conftest import live_server
+
+    site = FastAPI()
+
+    @site.get("/help/returns")
+    async def returns_page() -> HTMLResponse:
+        return HTMLResponse(
+            "<html><head><title>退货</title></head><body><main><h1>退货</h1><p>签收后七天内可退。</p></main></body></html>"
+        )
+
+    with live_server(site) as base:
+        url = f"{base}/help/returns"
+        with admin_app(make_settings(kb_dir=MINI_KB, admin_token=TOKEN), model) as closed:
+            response = closed.post("/v1/kb/sources", json={"kind": "urls", "urls": [url]})
+            assert response.status_code == 400 and "KEFU_KB_ALLOW_PRIVATE_URLS" in response.text
+            assert url not in documents(closed)  # nothing was fetched or stored
+        settings = make_settings(kb_dir=MINI_KB, admin_token=TOKEN, kb_allow_private_urls=True)
+        with admin_app(settings, model) as intranet:
+            response = intranet.post("/v1/kb/sources", json={"kind": "urls", "urls": [url]})
+            assert response.status_code == 201, response.text
+            assert url in documents(intranet)

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     embedding_api_key: SecretStr = SecretStr("")
     embedding_dim: int | None = None
     kb_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # URL sources registered through the admin API may not point at loopback/private addresses unless set
+    kb_allow_private_urls: bool = False
     # Optional rerank step: an OpenAI-style POST /rerank endpoint reorders the best
     # KEFU_RERANK_CANDIDATES fused chunks (the decision stays on the dense confidence)
     rerank_url: str = ""

@@ -11,12 +11,15 @@ process at once; other replicas load it at their next refresh tick (KEFU_KB_REFR
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
@@ -342,6 +345,8 @@ async def add_source(body: SourceBody, runtime: RuntimeDep) -> dict[str, Any]:
     ``interval_seconds``; with ``sync`` (default) it is read now."""
     knowledge = runtime.knowledge
     location = source_location(body)
+    if body.kind == "urls" and not runtime.settings.kb_allow_private_urls:
+        await to_thread.run_sync(lambda: refuse_private_hosts(location.splitlines()))
     interval = runtime.settings.kb_sync_interval if body.interval_seconds is None else body.interval_seconds
 
     def register() -> tuple[Source, IngestReport | None]:
@@ -403,6 +408,24 @@ def _number(runtime: Runtime, version: int | None) -> int | None:
         return runtime.knowledge.store.version(version).number  # NotFound names the versions
     head = runtime.knowledge.store.head()
     return head.number if head else None
+
+
+def refuse_private_hosts(urls: list[str]) -> None:
+    """A URL source registered over the API must not reach this server's own network (loopback,
+    private, link-local: cloud metadata, admin ports) unless KEFU_KB_ALLOW_PRIVATE_URLS is set."""
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError as exc:
+            raise InvalidInput(f"cannot resolve the host of {url!r} ({exc}); check the URL") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
+                raise InvalidInput(
+                    f"{url!r} points into this server's own network ({address}); intranet sources need "
+                    "KEFU_KB_ALLOW_PRIVATE_URLS=true, or register them with `kefu kb ingest` on the server"
+                )
 
 
 def source_location(body: SourceBody) -> str:
