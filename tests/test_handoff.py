@@ -398,6 +398,9 @@ def test_an_agent_reply_is_stored_audited_and_the_chain_verifies(shop: TestClien
     view = shop.get(f"/v1/agent/conversations/{conversation}", headers=headers).json()
     assert [m["role"] for m in view["messages"]] == ["user", "assistant", "agent"]
     assert view["messages"][-1]["agent"] == "Ann" and view["handoff"]["agent"] == "Ann"
+    history = shop.get(f"/v1/conversations/{conversation}/messages").json()["data"]  # the customer's view
+    assert [(m["role"], m["agent"]) for m in history][-1] == ("agent", "Ann")
+    assert {m["agent"] for m in history if m["role"] != "agent"} == {None}
     assert "[手机号_1]" in view["summary"] and "13812345678" not in view["summary"]
     shop.post(f"/v1/agent/handoffs/{handoff['id']}/close", headers=headers)
 

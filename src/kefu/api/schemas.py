@@ -41,9 +41,10 @@ class MessagePublic(BaseModel):
     status: str
     answer_kind: str | None = None
     citations: list[dict[str, Any]] = Field(default_factory=list)
+    agent: str | None = None  # role "agent": the display name of the agent who wrote it
 
     @classmethod
-    def of(cls, record: MessageRecord) -> MessagePublic:
+    def of(cls, record: MessageRecord, agent: str | None = None) -> MessagePublic:
         return cls(
             id=record.id,
             role=record.role,
@@ -52,6 +53,7 @@ class MessagePublic(BaseModel):
             status=record.status,
             answer_kind=record.answer_kind,
             citations=record.citations,
+            agent=agent,
         )
 
 

@@ -43,9 +43,13 @@ async def get_conversation(conversation_id: str, assistant: AssistantDep) -> Con
 async def list_messages(conversation_id: str, assistant: AssistantDep) -> MessagesPublic:
     store = assistant.conversations
 
+    desk = assistant.handoffs
+
     def read() -> list[MessagePublic]:
         store.get_conversation(conversation_id)
-        return [MessagePublic.of(m) for m in store.list_messages(conversation_id)]
+        messages = store.list_messages(conversation_id)
+        names = desk.store.agent_names(m.agent_id for m in messages) if desk is not None else {}
+        return [MessagePublic.of(m, names.get(m.agent_id) if m.agent_id else None) for m in messages]
 
     data = await to_thread.run_sync(read)
     return MessagesPublic(data=data, count=len(data))
