@@ -106,3 +106,10 @@ def test_an_acknowledgement_answers_a_flow_but_is_small_talk_after_it(shop: Test
     assert "已取消" in replies[3]["content"]
     assert "其他需要帮您" in replies[4]["content"] and replies[4]["citations"] == []
     assert model.history == []
+
+
+def test_small_talk_in_the_middle_of_a_flow_keeps_the_flow_waiting(shop: TestClient, model: ScriptedModel):
+    _, replies = chat(shop, "我的订单到哪了", "谢谢", "XP1013", "8001")
+    assert [r["answer_kind"] for r in replies] == ["flow", "smalltalk", "flow", "flow"]
+    assert "后 4 位" in replies[2]["content"] and "运单号" in replies[3]["content"]
+    assert model.history == []

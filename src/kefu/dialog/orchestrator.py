@@ -194,7 +194,8 @@ class Assistant:
             await to_thread.run_sync(lambda: audit(kind, payload, conversation_id))
         if history is None:
             new_state = remember(state, question, plan.text, self.settings.session_window_turns, mood)
-            new_state.flow = plan.flow_state
+            # small talk in the middle of a flow (「谢谢」「你好」) leaves the flow waiting where it was
+            new_state.flow = state.flow if plan.kind == "smalltalk" else plan.flow_state
             await to_thread.run_sync(lambda: self.sessions.save(new_state))
         if desk is not None:
             started = bool(plan.flow_data) and state.flow is None
