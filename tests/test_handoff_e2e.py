@@ -17,54 +17,34 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 from typer.testing import CliRunner
 
+import test_web_e2e
 from conftest import live_server
 from kefu.api.app import create_app
 from kefu.cli import app as cli_app
 from kefu.config import Settings
-from test_web_e2e import CHROMIUM, CHROMIUM_ARGS, DESKTOP, MINI_KB, PHONE, Q1, WAIT_MS, Served, answers, ask
+from test_web_e2e import (  # the same Chromium, pages and helpers as the chat page's own tests
+    MINI_KB,
+    PHONE,
+    Q1,
+    Served,
+    answers,
+    ask,
+)
 
 pytestmark = pytest.mark.browser
+
+# The chat page tests' fixtures: one headless Chromium per module, fresh contexts, page errors fail the test.
+browser = test_web_e2e.browser
+open_page = test_web_e2e.open_page
 
 SHOTS = Path("/tmp/kefu-shots")
 AGENT = {"username": "xiaowang", "display_name": "小王", "password": "wang-pass-2024"}
 HELLO = "您好，我是客服小王"
 DURING = "我的耳机左边没声音了，能帮我看看吗？"
 AFTER = "新疆、西藏这些偏远地区多久能送到？"  # a knowledge-base question, asked after the hand-back
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's /usr/bin/chromium — run scripts/install-browser.sh")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """A page in a fresh browser context (its own session storage); fail on any uncaught page error."""
-    contexts = []
-    errors: list[str] = []
-
-    def open_(url: str, viewport: dict[str, int] = DESKTOP) -> Page:
-        context = browser.new_context(viewport=viewport, locale="zh-CN")  # type: ignore[arg-type]
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url)
-        page.wait_for_selector("body[data-ready=true]")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 class Kefu(Served):
