@@ -230,6 +230,10 @@ class Assistant:
             verdict = await to_thread.run_sync(lambda: scope.check(question))
             if not verdict.in_scope:
                 return _Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
+        return await self._knowledge(state, question, lang)
+
+    async def _knowledge(self, state: SessionState, question: str, lang: Lang) -> _Answer:
+        """The knowledge base decides: an FAQ verbatim, a grounded answer on cited chunks, or no answer."""
         if self.kb is None:
             return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
         found = await self._search(state, question)
