@@ -264,18 +264,47 @@ def test_faq_lists_can_be_written_as_json_and_documents_deleted(admin: TestClien
     assert response.status_code == 200 and response.json()["change"]["deleted"] == ["faq/门店.json"]
     assert "faq/门店.json" not in documents(admin)
     assert admin.delete("/v1/kb/documents/faq/门店.json").status_code == 404
-    # a document from a synced source warns that its next sync brings it back
+    # a document from a synced source warns that a sync brings it back once its file changes
     response = admin.delete("/v1/kb/documents/docs/invoices.md")
-    assert "its next sync brings it back" in response.json()["warning"]
+    assert "a sync brings it back when its file changes there" in response.json()["warning"]
 
 
 def test_unknown_versions_and_documents_are_404_with_a_hint(admin: TestClient) -> None:
-    for url in ("/v1/kb/versions/99", "/v1/kb/documents?version=99", "/v1/kb/diff?from=1&to=99"):
+    for url in (
+        "/v1/kb/versions/99",
+        "/v1/kb/versions/v99",
+        "/v1/kb/documents?version=99",
+        "/v1/kb/documents?version=v99",
+        "/v1/kb/diff?from=1&to=99",
+        "/v1/kb/diff?from=v1&to=v99",
+    ):
         response = admin.get(url)
         assert response.status_code == 404 and "v99 does not exist" in response.json()["error"]["message"]
     response = admin.get("/v1/kb/documents/docs/nope.md")
     assert response.status_code == 404 and "docs/nope.md" in response.json()["error"]["message"]
-    assert admin.post("/v1/kb/rollback", json={"version": 0}).status_code == 422
+    assert admin.post("/v1/kb/rollback", json={"version": True}).status_code == 422
+    for bad in (0, "v0", "vx", "1.5", ""):
+        response = admin.post("/v1/kb/rollback", json={"version": bad})
+        assert response.status_code in (400, 422), (bad, response.text)
+        message = response.json()["error"]["message"]
+        assert "write it as 3 or v3" in message or "start at v1" in message, response.text
+    response = admin.get("/v1/kb/search", params={"q": "退货", "version": "latest"})
+    assert response.status_code == 400 and "write it as 3 or v3" in response.json()["error"]["message"]
+
+
+def test_versions_are_taken_as_v1_or_1(admin: TestClient) -> None:
+    head = admin.get("/v1/kb/versions").json()["head"]
+    assert admin.get(f"/v1/kb/versions/v{head}").json()["number"] == head
+    assert admin.get("/v1/kb/documents", params={"version": f"v{head}"}).json()["version"] == head
+    assert admin.get("/v1/kb/search", params={"q": "退货", "version": f"v{head}"}).status_code == 200
+    assert admin.get("/v1/kb/export", params={"version": f"V{head}"}).status_code == 200
+    assert admin.get("/v1/kb/conflicts", params={"version": f"v{head}", "semantic": False}).status_code == 200
+    doc_id = "manuals/新.md"
+    upload(admin, ("new.md", "# 新\n\n新的说明。\n".encode(), "text/markdown"), doc_id=doc_id)
+    diff = admin.get("/v1/kb/diff", params={"from": f"v{head}", "to": f"v{head + 1}"}).json()
+    assert diff["added"] == [doc_id]
+    rollback = admin.post("/v1/kb/rollback", json={"version": f"v{head}"})
+    assert rollback.status_code == 200 and rollback.json()["version"]["message"] == f"rollback to v{head}"
 
 
 # ---------------------------------------------------------------------------------------- checks

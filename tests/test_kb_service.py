@@ -100,6 +100,136 @@ def test_a_file_that_stops_parsing_keeps_its_previous_version(
     assert service.sources.list()[0].doc_ids == ["a.md", "b.md"]  # still owned: retired only when gone
 
 
+def test_a_rollback_survives_the_next_sync_until_the_file_changes(
+    open_service: Callable[..., KnowledgeService], tmp_path: Path
+) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    policy = folder / "returns.md"
+    policy.write_text("# 退货\n\n签收后7天内可以无理由退货。\n", encoding="utf-8")
+    service = open_service()
+    service.ingest([str(folder)])
+    policy.write_text("# 退货\n\n签收后70天内可以无理由退货。\n", encoding="utf-8")  # a typo, synced
+    source = service.sources.list()[0]
+    assert service.sync(source).version == 2
+    service.rollback(1, author="test")  # v3 = v1
+
+    again = service.sync(service.sources.list()[0])  # the weekly sync (or the next start-up)
+    assert again.version is None and again.held == ["returns.md"]
+    assert "7天" in service.store.document("returns.md").text
+
+    policy.write_text("# 退货\n\n签收后15天内可以无理由退货。\n", encoding="utf-8")  # fixed at the source
+    fixed = service.sync(service.sources.list()[0])
+    assert fixed.version == 4 and fixed.held == []
+    assert "15天" in service.store.document("returns.md").text
+
+
+def test_a_forced_sync_reads_an_unchanged_file_back_over_a_rollback(
+    open_service: Callable[..., KnowledgeService], tmp_path: Path
+) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "a.md").write_text("# 甲\n\n第一版。\n", encoding="utf-8")
+    service = open_service()
+    service.ingest([str(folder)])
+    (folder / "a.md").write_text("# 甲\n\n第二版。\n", encoding="utf-8")
+    (folder / "b.md").write_text("# 乙\n\n新文件。\n", encoding="utf-8")
+    service.sync(service.sources.list()[0])
+    service.rollback(1, author="test")  # a.md back to 第一版, b.md gone
+    held = service.sync(service.sources.list()[0])
+    assert sorted(held.held) == ["a.md", "b.md"] and held.version is None
+    forced = service.sync(service.sources.list()[0], force=True)
+    assert forced.version == 4 and forced.held == []
+    assert {d.doc_id for d in service.store.documents()} == {"a.md", "b.md"}
+    assert "第二版" in service.store.document("a.md").text
+
+
+def test_a_broken_file_is_reported_once_per_change(
+    open_service: Callable[..., KnowledgeService], tmp_path: Path
+) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "ok.md").write_text("# 好\n\n能读。\n", encoding="utf-8")
+    broken = folder / "broken.txt"
+    broken.write_bytes(b"\x00\x01 binary")
+    service = open_service()
+    first = service.ingest([str(folder)])
+    assert [e["target"] for e in first.new_errors] == ["broken.txt"]  # an ingest says it
+
+    quiet = service.sync(service.sources.list()[0])
+    assert [e["target"] for e in quiet.errors] == ["broken.txt"]  # still in the report (API, JSON)
+    assert quiet.reported_before == ["broken.txt"] and quiet.new_errors == []
+
+    broken.write_bytes(b"\x00\x02\x03 still binary, but another file")
+    changed = service.sync(service.sources.list()[0])
+    assert [e["target"] for e in changed.new_errors] == ["broken.txt"] and changed.reported_before == []
+    assert service.sync(service.sources.list()[0]).new_errors == []
+
+    broken.write_text("现在能读了。\n", encoding="utf-8")
+    assert service.sync(service.sources.list()[0]).errors == []
+    broken.write_bytes(b"\x00\x02\x03 still binary, but another file")  # broken again: said again
+    assert [e["target"] for e in service.sync(service.sources.list()[0]).new_errors] == ["broken.txt"]
+
+
+def test_versions_are_accepted_as_v1_or_1_everywhere_in_the_cli(
+    tmp_path: Path, shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEFU_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("KEFU_CACHE_DIR", str(shared_cache_dir))
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "a.md").write_text("# 甲\n\n第一版。\n", encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["kb", "ingest", str(folder)]).exit_code == 0
+    (folder / "a.md").write_text("# 甲\n\n第二版。\n", encoding="utf-8")
+    assert runner.invoke(app, ["kb", "sync"]).exit_code == 0
+
+    history = runner.invoke(app, ["kb", "history"])
+    assert "v1" in history.stdout and "v2" in history.stdout
+    for diff_args in (["v1", "v2"], ["1", "2"], ["V1"]):
+        result = runner.invoke(app, ["kb", "diff", *diff_args])
+        assert result.exit_code == 0 and "+第二版。" in result.stdout, (diff_args, result.output)
+    assert "a.md" in runner.invoke(app, ["kb", "list", "--version", "v1"]).stdout
+    found = runner.invoke(app, ["kb", "search", "甲", "--version", "v1", "--json"])
+    assert json.loads(found.stdout)["version"] == "v1"
+    export = runner.invoke(app, ["kb", "export", str(tmp_path / "out"), "--version", "v1"])
+    assert export.exit_code == 0 and json.loads((tmp_path / "out" / "kb.json").read_text())["version"] == 1
+    for bad in ("version1", "v", "-1", "v0", "1.5"):
+        result = runner.invoke(app, ["kb", "rollback", "--", bad])
+        assert result.exit_code == 2, result.output
+        assert "write it as 3 or v3" in result.stderr or "start at v1" in result.stderr, result.output
+    result = runner.invoke(app, ["kb", "rollback", "v1"])
+    assert result.exit_code == 0 and "v3: rollback to v1" in result.stdout
+
+
+def test_sync_says_what_a_rollback_kept_and_a_broken_file_once(
+    tmp_path: Path, shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kefu kb sync` after `kefu kb rollback`: the rollback stands and the sync says why."""
+    monkeypatch.setenv("KEFU_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("KEFU_CACHE_DIR", str(shared_cache_dir))
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "a.md").write_text("# 甲\n\n第一版。\n", encoding="utf-8")
+    (folder / "x.pdf").write_bytes(b"%PDF-1.4 not really a pdf")
+    runner = CliRunner()
+    first = runner.invoke(app, ["kb", "ingest", str(folder)])
+    assert first.exit_code == 1 and "x.pdf" in first.stderr
+    (folder / "a.md").write_text("# 甲\n\n第二版。\n", encoding="utf-8")
+    assert runner.invoke(app, ["kb", "sync"]).exit_code == 0  # x.pdf was reported already: no exit 1
+    assert runner.invoke(app, ["kb", "rollback", "v1"]).exit_code == 0
+
+    result = runner.invoke(app, ["kb", "sync"])
+    assert result.exit_code == 0, result.output
+    assert "1 file(s) still unreadable (reported before): x.pdf" in result.stderr
+    assert "✗" not in result.stderr
+    assert "kept 1 document(s) as the knowledge base has them" in result.stderr and "a.md" in result.stderr
+    assert "kefu kb sync --force" in result.stderr
+    assert "no change" in result.stdout
+    forced = runner.invoke(app, ["kb", "sync", "--force"])
+    assert "v4: 0 added, 1 updated" in forced.stdout, forced.output
+
+
 def test_startup_imports_the_kb_dir_and_picks_up_edits(
     open_service: Callable[..., KnowledgeService], tmp_path: Path
 ) -> None:
@@ -187,7 +317,7 @@ def test_cli_newcomer_path(tmp_path: Path, shared_cache_dir: Path, monkeypatch: 
 
     result = runner.invoke(app, ["kb", "search", "保修多长时间", "--json"])
     assert result.exit_code == 0, result.output
-    hits = json.loads(result.output)
+    hits = json.loads(result.stdout)
     assert hits["version"] == "v1" and hits["hits"][0]["doc_id"] == "faq.csv"
 
     (folder / "guide" / "returns.md").write_text(
@@ -206,10 +336,10 @@ def test_cli_newcomer_path(tmp_path: Path, shared_cache_dir: Path, monkeypatch: 
     result = runner.invoke(app, ["kb", "rollback", "1"])
     assert result.exit_code == 0 and "v3: rollback to v1" in result.output
     result = runner.invoke(app, ["kb", "search", "退货期限是几天", "-k", "1", "--json"])
-    assert "7天" in json.loads(result.output)["hits"][0]["text"]
+    assert "7天" in json.loads(result.stdout)["hits"][0]["text"]
 
     result = runner.invoke(app, ["kb", "history", "--json"])
-    assert [v["number"] for v in json.loads(result.output)] == [3, 2, 1]
+    assert [v["number"] for v in json.loads(result.stdout)] == [3, 2, 1]
 
     result = runner.invoke(app, ["kb", "rollback", "9"])
     assert result.exit_code == 2 and "error:" in result.output

@@ -1,7 +1,8 @@
 """``kefu kb …``: ingest, hit-test, version and sync the knowledge base from the command line.
 
-Every command works on the database in KEFU_DATABASE_URL (the same one ``kefu serve`` uses); a
-running server picks up a new version within seconds (its background worker refreshes).
+Every command works on the database in KEFU_DATABASE_URL (the same one ``kefu serve`` and ``kefu demo``
+use; named on stderr); a running server picks up a new version within seconds (its background worker
+refreshes).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kefu.cli_support import friendly_errors
+from kefu.cli_support import friendly_errors, say_database
 from kefu.config import load_settings
+from kefu.kb.versions_schema import parse_optional_version, parse_version
 
 if TYPE_CHECKING:
     from kefu.kb.service import IngestReport, KnowledgeService
@@ -36,6 +38,7 @@ def knowledge_service() -> Iterator[KnowledgeService]:
     from kefu.storage.migrate import migrate
 
     settings = load_settings()
+    say_database(settings.effective_database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     try:
@@ -68,13 +71,24 @@ def print_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
         return
+    from kefu.kb.service import describe_held, describe_reported_before
+
     result = report.result
-    for error in report.errors:
+    for error in report.new_errors:
         err.print(f"[red]✗[/red] {error['target']}: {error['error']}", highlight=False)
+    if report.reported_before:
+        err.print(f"[yellow]–[/yellow] {describe_reported_before(report)}", highlight=False)
     for skipped in report.skipped:
         err.print(f"[yellow]–[/yellow] {skipped}: unsupported file type, skipped", highlight=False)
+    if report.held:
+        err.print(f"[yellow]–[/yellow] {describe_held(report)}", highlight=False)
     if result is None:
-        out.print("nothing stored: no document could be read" if report.errors else "nothing to store")
+        if report.documents:  # read, but nothing changed since the last sync
+            out.print(
+                f"no change: {len(report.documents)} document(s) read; the knowledge base stays as it is"
+            )
+        else:
+            out.print("nothing stored: no document could be read" if report.errors else "nothing to store")
         return
     if result.version is None:
         out.print(
@@ -95,6 +109,7 @@ def print_report(report: IngestReport, as_json: bool) -> None:
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+VersionOpt = Annotated[str | None, typer.Option(help="KB version, e.g. v3 or 3 (default: the head).")]
 
 
 @kb_app.command("ingest")
@@ -129,12 +144,15 @@ def ingest(
 def search(
     query: Annotated[str, typer.Argument(help="What a customer would ask.")],
     k: Annotated[int, typer.Option("-k", min=1, max=50, help="How many hits.")] = 5,
-    version: Annotated[int | None, typer.Option(help="Search this KB version (default: the head).")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Search this KB version, e.g. v3 (default: the head).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hit-testing: the chunks a question retrieves, with their scores and what the bot would do."""
+    number = parse_optional_version(version)
     with knowledge_service() as service:
-        found = service.search(query, k, version)
+        found = service.search(query, k, number)
     if as_json:
         hits = [
             {
@@ -188,12 +206,13 @@ def search(
 @kb_app.command("list")
 @friendly_errors
 def list_documents(
-    version: Annotated[int | None, typer.Option(help="KB version (default: the head).")] = None,
+    version: VersionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The documents of a KB version."""
+    number = parse_optional_version(version)
     with knowledge_service() as service:
-        docs = service.store.documents(version)
+        docs = service.store.documents(number)
     if as_json:
         rows = [
             {
@@ -239,14 +258,15 @@ def history(limit: Annotated[int, typer.Option(min=1)] = 20, as_json: JsonOpt = 
 @kb_app.command("diff")
 @friendly_errors
 def diff(
-    a: Annotated[int, typer.Argument(help="Older version.")],
-    b: Annotated[int | None, typer.Argument(help="Newer version (default: the head).")] = None,
+    a: Annotated[str, typer.Argument(help="Older version: 3 or v3.")],
+    b: Annotated[str | None, typer.Argument(help="Newer version (default: the head).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What changed between two KB versions: documents added, removed and changed, with the text diff."""
+    older, newer = parse_version(a), parse_optional_version(b)
     with knowledge_service() as service:
         head = service.store.head()
-        result = service.store.diff(a, b if b is not None else (head.number if head else a))
+        result = service.store.diff(older, newer if newer is not None else (head.number if head else older))
     if as_json:
         out.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
@@ -255,10 +275,14 @@ def diff(
 
 @kb_app.command("rollback")
 @friendly_errors
-def rollback(version: Annotated[int, typer.Argument(help="The version to return to.")]) -> None:
-    """Make a new version equal to an old one (history is kept; the chat follows within seconds)."""
+def rollback(version: Annotated[str, typer.Argument(help="The version to return to: 3 or v3.")]) -> None:
+    """Make a new version equal to an old one (history is kept; the chat follows within seconds).
+
+    The next sync keeps it: a synced file that has not changed since the last sync is not read back
+    over it (`kefu kb sync --force` does that)."""
+    number = parse_version(version)
     with knowledge_service() as service:
-        new = service.rollback(version, author="cli")
+        new = service.rollback(number, author="cli")
         service.refresh()
     out.print(f"[green]v{new.number}[/green]: {new.message}", highlight=False)
 
@@ -276,11 +300,12 @@ def delete(doc_ids: Annotated[list[str], typer.Argument(help="Document ids (see 
 @friendly_errors
 def export(
     directory: Annotated[Path, typer.Argument(help="Folder to write (e.g. a git checkout).")],
-    version: Annotated[int | None, typer.Option(help="KB version (default: the head).")] = None,
+    version: VersionOpt = None,
 ) -> None:
     """Write a KB version as JSON files (one per document + kb.json), ready to commit to git."""
+    number = parse_optional_version(version)
     with knowledge_service() as service:
-        path = service.store.export_json(directory, version)
+        path = service.store.export_json(directory, number)
     out.print(f"exported to {path}")
 
 
@@ -329,14 +354,26 @@ def conflicts(
 def sync(
     source: Annotated[str | None, typer.Option(help="Only this source id (see `kefu kb sources`).")] = None,
     due: Annotated[bool, typer.Option(help="Only sources whose interval has passed.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Make the KB equal to the sources again, undoing rollbacks and edits of their files.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-read registered sources: changed documents get a new version, removed ones are retired."""
+    """Re-read registered sources: changed documents get a new version, removed ones are retired.
+
+    Only what changed in a source since its last sync is applied: after `kefu kb rollback` (or an edit
+    through the API) a file that has not changed since is left as the knowledge base has it, and said
+    so; --force reads every file back. A file that cannot be read is reported once, then counted while
+    it stays unchanged (exit code 1 only for new errors)."""
     with knowledge_service() as service:
         if source is not None:
-            reports = [service.sync(service.sources.get(source), author="cli")]
+            reports = [service.sync(service.sources.get(source), author="cli", force=force)]
         else:
-            reports = service.sync_all(due_only=due, author="cli")
+            reports = service.sync_all(due_only=due, author="cli", force=force)
         service.refresh()
     if not reports:
         out.print("no sources to sync; `kefu kb ingest FOLDER|URL` registers one")
@@ -344,7 +381,7 @@ def sync(
         if report.source is not None and not as_json:
             out.print(f"[bold]{report.source.kind} {report.source.location}[/bold]", highlight=False)
         print_report(report, as_json)
-    if any(r.errors for r in reports):
+    if any(r.new_errors for r in reports):
         raise typer.Exit(1)
 
 

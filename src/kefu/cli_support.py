@@ -15,6 +15,17 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def say_database(url: str) -> None:
+    """One line on stderr naming the database a command works on (its password hidden)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: make_engine will say what is wrong with it
+        shown = url.split("@")[-1]
+    err.print(f"database: {shown}", highlight=False, soft_wrap=True)
+
+
 def friendly_errors(fn: F) -> F:
     """A ``KefuError`` becomes ``error: <message>`` on stderr and exit code 2 — never a traceback."""
 

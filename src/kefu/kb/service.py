@@ -56,10 +56,21 @@ class IngestReport:
     errors: list[dict[str, str]] = field(default_factory=list)  # {"target", "error"}
     skipped: list[str] = field(default_factory=list)  # unsupported file types
     source: Source | None = None
+    # Sync only: targets in ``errors`` that failed the same way, unchanged, at the source's last run
+    reported_before: list[str] = field(default_factory=list)
+    # Sync only: documents whose file is unchanged since the last sync while the knowledge base has
+    # other content for them (a rollback or an edit since): kept as the knowledge base has them
+    held: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> int | None:
         return self.result.version.number if self.result and self.result.version else None
+
+    @property
+    def new_errors(self) -> list[dict[str, str]]:
+        """The errors not reported at the source's previous run (all of them for an ingest)."""
+        before = set(self.reported_before)
+        return [e for e in self.errors if e["target"] not in before]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,8 +79,42 @@ class IngestReport:
             "documents": self.documents,
             "errors": self.errors,
             "skipped": self.skipped,
+            "reported_before": self.reported_before,
+            "held": self.held,
             "source": self.source.to_dict() if self.source else None,
         }
+
+
+HELD_HINT = "`kefu kb sync --force` makes them equal to the files again"
+
+
+def describe_held(report: IngestReport) -> str:
+    """One line on the documents a sync kept as the knowledge base has them."""
+    names = ", ".join(report.held[:5]) + (" …" if len(report.held) > 5 else "")
+    return (
+        f"kept {len(report.held)} document(s) as the knowledge base has them: the file is unchanged since "
+        f"the last sync and the knowledge base was changed after it (a rollback or an edit): {names}. "
+        f"{HELD_HINT}"
+    )
+
+
+def describe_reported_before(report: IngestReport) -> str:
+    names = ", ".join(report.reported_before[:5]) + (" …" if len(report.reported_before) > 5 else "")
+    return f"{len(report.reported_before)} file(s) still unreadable (reported before): {names}"
+
+
+def log_report(report: IngestReport) -> None:
+    """A sync in the log (the background worker, start-up): the new version, each new error once,
+    one line for the errors reported before and one for the documents kept."""
+    where = f"{report.source.kind} {report.source.location}" if report.source else "?"
+    if report.version is not None:
+        log.info("synced %s → KB v%s", where, report.version)
+    for error in report.new_errors[:5]:
+        log.warning("sync of %s: %s: %s", where, error["target"], error["error"])
+    if report.reported_before:
+        log.info("sync of %s: %s", where, describe_reported_before(report))
+    if report.held:
+        log.info("sync of %s: %s", where, describe_held(report))
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -252,12 +297,18 @@ class KnowledgeService:
                     puts, message=f"ingest {', '.join(targets)}"[:500], author=author
                 )
         if register and report.source is not None:
-            self.sources.record_run(report.source, report.documents, _summary(report))
+            hashes = {d.doc_id: d.content_hash for d in puts}
+            unreadable = _unreadable(report.source, report, mark=False)  # an ingest reports every error
+            self.sources.record_run(report.source, report.documents, _summary(report, unreadable), hashes)
         return report
 
-    def sync(self, source: Source, *, author: str = "sync") -> IngestReport:
-        """Re-read one source: changed documents get new versions, vanished ones are retired, files
-        that fail to parse keep their previous version (and are reported)."""
+    def sync(self, source: Source, *, author: str = "sync", force: bool = False) -> IngestReport:
+        """Re-read one source and apply what changed in it since its last run: changed documents get
+        new versions, vanished ones are retired, files that fail to parse keep their previous version
+        (and are reported — once: an unchanged file failing the same way again is only counted in
+        ``reported_before``). A document whose file is unchanged since the last run is not read back
+        over the knowledge base, so a rollback or an edit made since stands (``held``) until the file
+        changes; ``force`` makes the knowledge base equal to the source again."""
         report = IngestReport(source=source)
         docs = self._read_source(source, report)
         failed = {e["target"] for e in report.errors}
@@ -265,25 +316,50 @@ class KnowledgeService:
         # Nothing read and errors (a folder unmounted or deleted, the source's only file damaged, every
         # URL down): retire nothing and keep the source's documents until it can be read again.
         unreadable = not docs and bool(report.errors)
-        head_ids = {d.doc_id for d in self.store.documents()} if self.store.head() else set()
-        gone = [] if unreadable else [d for d in source.doc_ids if d not in seen | failed and d in head_ids]
+        head = self._head_hashes()
+        gone = [] if unreadable else [d for d in source.doc_ids if d not in seen | failed and d in head]
+        puts = docs if force else self._changed_since_last_run(source, docs, head, report)
         report.documents = sorted(seen)
-        if docs or gone:
+        if puts or gone:
             with self._write_lock:
                 report.result = self.store.apply(
-                    docs, gone, message=f"sync {source.kind} {source.location}"[:500], author=author
+                    puts, gone, message=f"sync {source.kind} {source.location}"[:500], author=author
                 )
         kept = sorted(set(source.doc_ids) if unreadable else seen | (failed & set(source.doc_ids)))
-        self.sources.record_run(source, kept, _summary(report))
+        hashes = source.read_hashes | {d.doc_id: d.content_hash for d in docs}
+        failures = _unreadable(source, report)
+        self.sources.record_run(source, kept, _summary(report, failures), hashes)
         return report
 
-    def sync_all(self, *, due_only: bool, author: str = "sync") -> list[IngestReport]:
+    def _head_hashes(self) -> dict[str, str]:
+        """doc_id → content hash of the head version's documents."""
+        return {d.doc_id: d.content_hash for d in self.store.documents()} if self.store.head() else {}
+
+    @staticmethod
+    def _changed_since_last_run(
+        source: Source, docs: Sequence[SourceDocument], head: dict[str, str], report: IngestReport
+    ) -> list[SourceDocument]:
+        """The documents read whose content differs from the last run's (or is new); those unchanged
+        whose knowledge-base content differs go to ``report.held`` — unless the knowledge base holds
+        their content under another id (a duplicate, stored once)."""
+        changed, same_content = [], set(head.values())
+        for doc in docs:
+            last = source.read_hashes.get(doc.doc_id, "")
+            if not last or last != doc.content_hash:
+                changed.append(doc)
+            elif head.get(doc.doc_id) != doc.content_hash and not (
+                doc.doc_id not in head and doc.content_hash in same_content
+            ):
+                report.held.append(doc.doc_id)
+        return changed
+
+    def sync_all(self, *, due_only: bool, author: str = "sync", force: bool = False) -> list[IngestReport]:
         reports = []
         for source in self.sources.list():
             if due_only and not source.due():
                 continue
             try:
-                reports.append(self.sync(source, author=author))
+                reports.append(self.sync(source, author=author, force=force))
             except Exception as exc:  # one broken source never stops the others
                 log.exception("sync of %s %s failed", source.kind, source.location)
                 reports.append(
@@ -324,6 +400,7 @@ class KnowledgeService:
             return None
         source = known or self.sources.add("folder", location, self.settings.kb_sync_interval)
         report = self.sync(source, author="startup")
+        log_report(report)
         if self.store.head() is None:
             detail = "; ".join(f"{e['target']}: {e['error']}" for e in report.errors[:3])
             raise KnowledgeBaseError(
@@ -431,7 +508,7 @@ def _git_pull(root: Path, report: IngestReport) -> None:
         )
 
 
-def _summary(report: IngestReport) -> dict[str, Any]:
+def _summary(report: IngestReport, unreadable: dict[str, dict[str, str]]) -> dict[str, Any]:
     result = report.result
     return {
         "version": report.version,
@@ -439,8 +516,38 @@ def _summary(report: IngestReport) -> dict[str, Any]:
         "updated": len(result.updated) if result else 0,
         "deleted": len(result.deleted) if result else 0,
         "unchanged": len(result.unchanged) if result else 0,
+        "held": len(report.held),
         "errors": report.errors[:20],
+        "unreadable": unreadable,
     }
+
+
+def _unreadable(source: Source, report: IngestReport, *, mark: bool = True) -> dict[str, dict[str, str]]:
+    """The failures of this run as the source remembers them ({target: {"error", "stamp"}}); marks in
+    ``report.reported_before`` those that failed at the last run too, unchanged and with the same error."""
+    before = source.unreadable
+    now: dict[str, dict[str, str]] = {}
+    for error in report.errors:
+        target = error["target"]
+        now[target] = {"error": error["error"], "stamp": _file_stamp(source, target)}
+        if mark and before.get(target) == now[target] and target not in report.reported_before:
+            report.reported_before.append(target)
+    return now
+
+
+def _file_stamp(source: Source, target: str) -> str:
+    """``size:mtime_ns`` of the file behind an error target (a path relative to a folder source, or
+    absolute), "" for a URL or a file that is not there: what makes "the same file failing again"."""
+    if re.match(r"^https?://", target, re.IGNORECASE):
+        return ""
+    path = Path(target)
+    if not path.is_absolute() and source.kind in ("folder", "git"):
+        path = Path(source.location) / target
+    try:
+        info = path.stat()
+    except OSError:
+        return ""
+    return f"{info.st_size}:{info.st_mtime_ns}" if path.is_file() else ""
 
 
 class LiveRetriever:

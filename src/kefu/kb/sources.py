@@ -1,9 +1,12 @@
 """Registered knowledge-base sources — a folder, a local git checkout, or a list of URLs — that
 ``kefu kb sync`` and the background worker re-ingest on a schedule (weekly by default).
 
-Each source remembers the document ids it produced last time, so a sync retires exactly the
-documents that disappeared from *that* source and never touches documents uploaded by hand or
-coming from another source.
+Each source remembers the documents it produced last time and the content hash each had when it
+was read, so a sync retires exactly the documents that disappeared from *that* source, never touches
+documents uploaded by hand or coming from another source, and applies only what changed in the
+source since it was last read: a rollback or an edit made in between stands until the file changes
+again. It also remembers the files that could not be read (with their size and mtime and the error),
+so a broken file is reported once per change, not at every sync.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ kb_sources = Table(
     Column("interval_seconds", Integer, nullable=False),  # 0: only by hand
     Column("created_at", String(32), nullable=False),
     Column("last_synced_at", String(32), nullable=True),
-    Column("last_result", Text, nullable=True),  # JSON summary of the last run
-    Column("doc_ids", Text, nullable=False),  # JSON list: the documents the last run produced
+    Column("last_result", Text, nullable=True),  # JSON summary of the last run (+ "unreadable")
+    # JSON {doc_id: content hash as read}: the documents the last run produced (a plain JSON list of
+    # doc ids before kefu remembered the hashes; read as "hash unknown")
+    Column("doc_ids", Text, nullable=False),
 )
 
 
@@ -53,6 +58,13 @@ class Source:
     last_synced_at: str | None = None
     last_result: dict[str, Any] = field(default_factory=dict)
     doc_ids: list[str] = field(default_factory=list)
+    read_hashes: dict[str, str] = field(default_factory=dict)  # doc_id → content hash when last read
+
+    @property
+    def unreadable(self) -> dict[str, dict[str, str]]:
+        """The targets the last run could not read: {target: {"error", "stamp"}} (see ``record_run``)."""
+        found = self.last_result.get("unreadable")
+        return found if isinstance(found, dict) else {}
 
     @property
     def urls(self) -> list[str]:
@@ -132,8 +144,18 @@ class SourceStore:
     def owner_of(self, doc_id: str) -> Source | None:
         return next((s for s in self.list() if doc_id in s.doc_ids), None)
 
-    def record_run(self, source: Source, doc_ids: builtins.list[str], result: dict[str, Any]) -> None:
+    def record_run(
+        self,
+        source: Source,
+        doc_ids: builtins.list[str],
+        result: dict[str, Any],
+        hashes: dict[str, str] | None = None,
+    ) -> None:
+        """Remember a run: the documents the source holds (with the content hash each was read with;
+        unknown ones are kept as "") and the summary (its ``unreadable`` map included)."""
         source.doc_ids = sorted(set(doc_ids))
+        known = hashes or {}
+        source.read_hashes = {d: known.get(d, "") for d in source.doc_ids}
         source.last_result = result
         source.last_synced_at = _now().isoformat(timespec="seconds")
         self._update(source)
@@ -153,12 +175,16 @@ class SourceStore:
                     interval_seconds=source.interval_seconds,
                     last_synced_at=source.last_synced_at,
                     last_result=json.dumps(source.last_result, ensure_ascii=False),
-                    doc_ids=json.dumps(source.doc_ids, ensure_ascii=False),
+                    doc_ids=json.dumps(
+                        {d: source.read_hashes.get(d, "") for d in source.doc_ids}, ensure_ascii=False
+                    ),
                 )
             )
 
 
 def _source(row: Any) -> Source:
+    produced = json.loads(row["doc_ids"] or "[]")
+    hashes = produced if isinstance(produced, dict) else dict.fromkeys(produced, "")
     return Source(
         id=row["id"],
         kind=row["kind"],
@@ -167,5 +193,6 @@ def _source(row: Any) -> Source:
         created_at=row["created_at"],
         last_synced_at=row["last_synced_at"],
         last_result=json.loads(row["last_result"]) if row["last_result"] else {},
-        doc_ids=json.loads(row["doc_ids"] or "[]"),
+        doc_ids=sorted(hashes),
+        read_hashes={str(k): str(v) for k, v in hashes.items()},
     )

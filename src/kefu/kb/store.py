@@ -12,7 +12,6 @@ test compares them. History is never rewritten: ``rollback`` makes a new version
 Writers are serialised (PostgreSQL advisory lock, SQLite ``BEGIN IMMEDIATE``) and each change is one
 transaction, so a failure leaves the previous version intact and concurrent writers lose nothing.
 Reads take no lock: a version, once written, never changes. Thread-safe; every method is sync.
-Reads take no lock: a version, once written, never changes. Thread-safe; every method is sync.
 
 The tables and values live in ``versions_schema``, the SQL helpers in ``versions_sql``, diffs in
 ``versions_diff``, the JSON export/import in ``versions_json`` and the FAQ checks in ``faq_check``;
@@ -53,6 +52,8 @@ from kefu.kb.versions_schema import (
     kb_version_entries,
     kb_versions,
     metadata,
+    parse_optional_version,
+    parse_version,
 )
 from kefu.kb.versions_sql import (
     _body,
@@ -100,6 +101,8 @@ __all__ = [
     "kb_versions",
     "metadata",
     "normalize_text",
+    "parse_optional_version",
+    "parse_version",
 ]
 
 # Any fixed 64-bit number, shared by every kefu process writing to the same knowledge base.

@@ -12,11 +12,14 @@ Migration 0004 creates the tables; ``kefu.storage.models`` copies them into its 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+from kefu.errors import InvalidInput
 
 metadata = MetaData()
 DOC_ID_MAX = 1024
@@ -61,6 +64,33 @@ kb_version_entries = Table(
     Index("ix_kb_version_entries_document_version_id", "document_version_id"),
 )
 KB_TABLES = (kb_documents, kb_document_versions, kb_versions, kb_version_entries)
+
+_VERSION = re.compile(r"\s*[vV]?\s*(\d{1,9})\s*")
+
+
+def parse_version(value: str | int) -> int:
+    """A KB version as people write it — ``3``, ``v3`` or ``V3`` (what ``kefu kb history`` prints) —
+    as its number; anything else is ``InvalidInput`` naming the accepted forms."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        match = _VERSION.fullmatch(str(value))
+        if match is None:
+            raise InvalidInput(
+                f"{str(value)[:40]!r} is not a knowledge-base version; write it as 3 or v3 "
+                "(`kefu kb history` lists them)"
+            )
+        number = int(match.group(1))
+    if number < 1:
+        raise InvalidInput(
+            f"knowledge-base versions start at v1, got {value!r}; `kefu kb history` lists them"
+        )
+    return number
+
+
+def parse_optional_version(value: str | int | None) -> int | None:
+    """``parse_version`` for an optional version (None: the head)."""
+    return None if value is None else parse_version(value)
 
 
 # ---------------------------------------------------------------------------------------- values

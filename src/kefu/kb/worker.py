@@ -94,11 +94,9 @@ class KbWorker:
         self.refreshes += 1
 
     def _sync_due(self) -> None:
+        from kefu.kb.service import log_report
+
         reports = self.knowledge.sync_due()
         self.sync_runs += 1
-        for report in reports:
-            where = f"{report.source.kind} {report.source.location}" if report.source else "?"
-            if report.version is not None:
-                log.info("synced %s → KB v%s", where, report.version)
-            for error in report.errors[:5]:
-                log.warning("sync of %s: %s: %s", where, error["target"], error["error"])
+        for report in reports:  # a broken file is a warning once, then one line while it stays broken
+            log_report(report)

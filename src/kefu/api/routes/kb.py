@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from anyio import to_thread
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kefu.api.deps import JsonBody, RuntimeDep
 from kefu.api.kb_admin import (
@@ -45,12 +45,13 @@ from kefu.kb.documents import SourceDocument
 from kefu.kb.parsers.common import human_size
 from kefu.kb.service import IngestReport
 from kefu.kb.sources import Source
-from kefu.kb.store import ApplyResult
+from kefu.kb.store import ApplyResult, parse_optional_version, parse_version
 from kefu.runtime import Runtime
 
 log = logging.getLogger("kefu.api.kb")
 
 router = APIRouter(prefix="/v1/kb", tags=["knowledge base"], dependencies=[Depends(require_admin)])
+VersionQuery = Annotated[str | None, Query(description="A KB version: 3 or v3 (default: the head)")]
 
 
 class FaqBody(BaseModel):
@@ -80,7 +81,7 @@ class DocumentBody(BaseModel):
 
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: StrictInt | str  # 3 or "v3"
 
 
 class SourceBody(BaseModel):
@@ -115,21 +116,21 @@ async def overview(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/documents")
-async def list_documents(runtime: RuntimeDep, version: int | None = None) -> dict[str, Any]:
-    store = runtime.knowledge.store
-    number, docs = await to_thread.run_sync(lambda: (_number(runtime, version), store.documents(version)))
+async def list_documents(runtime: RuntimeDep, version: VersionQuery = None) -> dict[str, Any]:
+    store, wanted = runtime.knowledge.store, parse_optional_version(version)
+    number, docs = await to_thread.run_sync(lambda: (_number(runtime, wanted), store.documents(wanted)))
     data = [doc_summary(d) for d in docs]
     return {"version": number, "data": data, "count": len(data)}
 
 
 @router.get("/documents/{doc_id:path}")
-async def get_document(doc_id: str, runtime: RuntimeDep, version: int | None = None) -> dict[str, Any]:
-    store = runtime.knowledge.store
+async def get_document(doc_id: str, runtime: RuntimeDep, version: VersionQuery = None) -> dict[str, Any]:
+    store, wanted = runtime.knowledge.store, parse_optional_version(version)
 
     def read() -> dict[str, Any]:
-        doc = store.document(doc_id, version)
+        doc = store.document(doc_id, wanted)
         history = [v.to_dict() for v in store.document_history(doc_id)]
-        return {"version": _number(runtime, version), "document": doc.to_dict(), "history": history}
+        return {"version": _number(runtime, wanted), "document": doc.to_dict(), "history": history}
 
     return await to_thread.run_sync(read)
 
@@ -207,8 +208,9 @@ async def delete_document(doc_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     body: dict[str, Any] = {"version": _version(change), "change": change.to_dict()}
     if owner is not None:
         body["warning"] = (
-            f"{doc_id} comes from the {owner.kind} source {owner.id} ({owner.location[:200]}): its next "
-            "sync brings it back unless it is removed there or the source is deleted"
+            f"{doc_id} comes from the {owner.kind} source {owner.id} ({owner.location[:200]}): a sync "
+            "brings it back when its file changes there (or a sync with force=true); remove it there "
+            "or delete the source"
         )
     return body | await serve_head(runtime)
 
@@ -226,27 +228,29 @@ async def list_versions(
 
 
 @router.get("/versions/{number}")
-async def get_version(number: int, runtime: RuntimeDep) -> dict[str, Any]:
-    store = runtime.knowledge.store
-    info, docs = await to_thread.run_sync(lambda: (store.version(number), store.documents(number)))
+async def get_version(number: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """One version (``/versions/3`` or ``/versions/v3``) and its documents."""
+    store, wanted = runtime.knowledge.store, parse_version(number)
+    info, docs = await to_thread.run_sync(lambda: (store.version(wanted), store.documents(wanted)))
     return info.to_dict() | {"documents": [doc_summary(d) for d in docs]}
 
 
 @router.get("/diff")
 async def diff(
     runtime: RuntimeDep,
-    from_version: Annotated[int | None, Query(alias="from", ge=1)] = None,
-    to: Annotated[int | None, Query(ge=1)] = None,
+    from_version: Annotated[str | None, Query(alias="from", description="3 or v3")] = None,
+    to: VersionQuery = None,
     lang: Literal["zh", "en"] = "zh",
 ) -> dict[str, Any]:
     """What changed from ``from`` (default: the version before ``to``) to ``to`` (default: the head)."""
     store = runtime.knowledge.store
+    older, newer = parse_optional_version(from_version), parse_optional_version(to)
 
     def compare() -> dict[str, Any]:
-        b = to if to is not None else _number(runtime, None)
+        b = newer if newer is not None else _number(runtime, None)
         if b is None:
             raise InvalidInput("the knowledge base has no versions yet; add documents first")
-        a = from_version if from_version is not None else max(b - 1, 1)
+        a = older if older is not None else max(b - 1, 1)
         found = store.diff(a, b)
         return found.to_dict() | {"text": found.render(lang)}
 
@@ -256,7 +260,8 @@ async def diff(
 @router.post("/rollback", dependencies=[JsonBody])
 async def rollback(body: RollbackBody, runtime: RuntimeDep) -> dict[str, Any]:
     """A new version whose content equals ``version`` (history is kept)."""
-    made = await to_thread.run_sync(lambda: runtime.knowledge.rollback(body.version, author="api"))
+    number = parse_version(body.version)
+    made = await to_thread.run_sync(lambda: runtime.knowledge.rollback(number, author="api"))
     return {"version": made.to_dict()} | await serve_head(runtime)
 
 
@@ -268,20 +273,23 @@ async def search(
     runtime: RuntimeDep,
     q: Annotated[str, Query(min_length=1, max_length=2000, description="What a customer would ask")],
     k: Annotated[int, Query(ge=1, le=50)] = 5,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: VersionQuery = None,
 ) -> dict[str, Any]:
     """Hit-testing: the chunks ``q`` retrieves, their scores, the confidence and what the bot would do."""
-    found = await to_thread.run_sync(lambda: runtime.knowledge.search(q, k, version))
+    wanted = parse_optional_version(version)
+    found = await to_thread.run_sync(lambda: runtime.knowledge.search(q, k, wanted))
     return retrieval_public(found)
 
 
 @router.get("/conflicts")
-async def conflicts(runtime: RuntimeDep, version: int | None = None, semantic: bool = True) -> dict[str, Any]:
+async def conflicts(
+    runtime: RuntimeDep, version: VersionQuery = None, semantic: bool = True
+) -> dict[str, Any]:
     """FAQ entries asking the same question ("conflict": different answers — not answered verbatim
     until fixed; "duplicate": the same answer twice). ``semantic`` also compares by embedding."""
-    knowledge = runtime.knowledge
+    knowledge, wanted = runtime.knowledge, parse_optional_version(version)
     embedder = knowledge.embedder if semantic else None
-    found = await to_thread.run_sync(lambda: knowledge.store.faq_conflicts(version, embedder=embedder))
+    found = await to_thread.run_sync(lambda: knowledge.store.faq_conflicts(wanted, embedder=embedder))
     data = [c.to_dict() for c in found]
     n_conflicts = sum(1 for c in found if c.kind == "conflict")
     return {"data": data, "count": len(data), "conflicts": n_conflicts, "duplicates": len(data) - n_conflicts}
@@ -291,13 +299,13 @@ async def conflicts(runtime: RuntimeDep, version: int | None = None, semantic: b
 
 
 @router.get("/export", response_class=Response)
-async def export(runtime: RuntimeDep, version: int | None = None) -> Response:
+async def export(runtime: RuntimeDep, version: VersionQuery = None) -> Response:
     """A zip of ``kb.json`` + ``documents/…json`` (``kefu kb export``'s files, Git-friendly)."""
-    store = runtime.knowledge.store
+    store, wanted = runtime.knowledge.store, parse_optional_version(version)
 
     def pack() -> tuple[int, bytes]:
         with tempfile.TemporaryDirectory(prefix="kefu-export-") as tmp:
-            manifest = store.export_json(Path(tmp), version)
+            manifest = store.export_json(Path(tmp), wanted)
             number = int(_read_json(manifest)["version"])
             return number, zip_folder(Path(tmp))
 
@@ -359,9 +367,13 @@ async def add_source(body: SourceBody, runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.post("/sources/{source_id}/sync")
-async def sync_source(source_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+async def sync_source(source_id: str, runtime: RuntimeDep, force: bool = False) -> dict[str, Any]:
+    """Re-read a source and apply what changed in it since its last sync (``held``: documents whose
+    file is unchanged while the KB was rolled back or edited since); ``force`` reads every file back."""
     knowledge = runtime.knowledge
-    report = await to_thread.run_sync(lambda: knowledge.sync(knowledge.sources.get(source_id), author="api"))
+    report = await to_thread.run_sync(
+        lambda: knowledge.sync(knowledge.sources.get(source_id), author="api", force=force)
+    )
     return report.to_dict() | await serve_head(runtime)
 
 
