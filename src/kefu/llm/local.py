@@ -1,4 +1,6 @@
-"""The in-process model: a GGUF file run by llama.cpp (``llama-cpp-python``), no server needed.
+"""A GGUF file run by llama.cpp (``llama-cpp-python``) in this process: the generating part of the
+local model's worker process (``kefu.llm.worker``; the web server talks to it through
+``kefu.llm.supervisor``, so a llama.cpp crash never takes the server down).
 
 By default the bundled Qwen2.5-Coder-0.5B-Instruct Q4_K_M (joined and verified by
 ``kefu.llm.weights``); ``KEFU_LOCAL_MODEL_PATH`` loads any other GGUF. The prompt is built by the
@@ -62,12 +64,21 @@ def _close_devnull_at_exit() -> None:
             atexit.register(handle.close)
 
 
+def default_threads() -> int:
+    """Cores available to this process minus one (for embeddings and the web process), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 @dataclass(frozen=True)
 class LocalModelConfig:
     model_path: Path | None  # None → the bundled model
     cache_dir: Path
     n_ctx: int = 4096
-    n_threads: int = 0  # 0 → os.cpu_count()
+    n_threads: int = 0  # 0 → default_threads()
 
 
 class LocalModel(ChatModel):
@@ -160,7 +171,7 @@ def load_llama(config: LocalModelConfig) -> Any:
         path = check_user_gguf(config.model_path)
     else:
         path = bundled_model_path(config.cache_dir)
-    threads = config.n_threads or os.cpu_count() or 1
+    threads = config.n_threads or default_threads()
     key = (path.resolve(), config.n_ctx, threads)
     with _LOAD_LOCK:
         if key not in _LOADED:

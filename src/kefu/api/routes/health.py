@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from kefu.api.deps import RuntimeDep
+from kefu.llm import model_readiness
 
 router = APIRouter(tags=["health"])
 
@@ -28,9 +29,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"error: {exc}"
-    checks["model"] = runtime.model.describe() if runtime.model is not None else "none (KEFU_LLM=none)"
+    model_ready, checks["model"] = model_readiness(runtime.model)
+    if not model_ready:  # the local model's worker is (re)starting: say why
+        checks["model"] = f"not ready: {checks['model']}"
     checks["knowledge_base"] = f"{runtime.kb.version} ({len(runtime.kb.chunks)} chunks)"
-    ready = all(not value.startswith("error") for value in checks.values())
+    ready = model_ready and all(not value.startswith("error") for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
     )
