@@ -45,10 +45,7 @@ MARKER="$VENV/.kefu-llama-cpp-python"
 REBUILD="rm -rf '$WHEEL_DIR' && CMAKE_ARGS='$(portable_flags)' make install"
 
 # A multi-token generation in its own process: a build for the wrong CPU dies here, not on a customer.
-run_smoke() {
-  echo "local model: smoke test (join/verify the bundled weights once, load, generate)"
-  set +e
-  HF_HUB_OFFLINE=1 "$PY" -c '
+SMOKE_CODE='
 import time
 from kefu.config import Settings
 from kefu.llm.local import LocalModelConfig, load_llama
@@ -61,13 +58,18 @@ assert tokens >= 8, f"only {tokens} tokens generated: {out}"
 print(f"local model: smoke test passed, {tokens} tokens from a {prompt}-token prompt "
       f"in {time.perf_counter() - started:.1f} s")
 '
+run_smoke() {
+  echo "local model: smoke test (join/verify the bundled weights once, load, generate)"
+  set +e
+  HF_HUB_OFFLINE=1 "$PY" -c "$SMOKE_CODE"
   rc=$?
   set -e
   if [ "$rc" -gt 128 ]; then
     echo "ERROR: the local model crashed (signal $((rc - 128))$(kill -l $((rc - 128)) 2>/dev/null | sed 's/^/, SIG/')) on a" \
       "multi-token generation: llama-cpp-python was built for another CPU. Rebuild it portable:" >&2
     echo "  $REBUILD" >&2
-    echo "or use a model server instead (KEFU_LLM=openai, see the README)." >&2
+    echo "A CPU without AVX2 (no avx2 in /proc/cpuinfo) needs CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=OFF" \
+      "-DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_AVX512=OFF'; or use a model server (KEFU_LLM=openai, see the README)." >&2
     exit 1
   elif [ "$rc" -ne 0 ]; then
     echo "ERROR: the local model smoke test failed (exit $rc, error above). If llama.cpp is at fault," \

@@ -55,8 +55,8 @@ BUNDLED_LABEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF"
 REBUILD_HINT = (
     "llama-cpp-python was probably built for another CPU; rebuild it portable with "
-    "`make install` (scripts/install-local-model.sh builds with CMAKE_ARGS="
-    f"'{PORTABLE_CMAKE_ARGS}' on x86-64), or use a model server instead (KEFU_LLM=openai)"
+    "`rm -rf ~/.cache/kefu/wheels && make install` (scripts/install-local-model.sh builds with "
+    f"CMAKE_ARGS='{PORTABLE_CMAKE_ARGS}' on x86-64), or use a model server instead (KEFU_LLM=openai)"
 )
 PROBE = {  # a real multi-token generation: a build for the wrong CPU crashes here, not on a customer
     "messages": [
