@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -356,6 +357,51 @@ def eval_scope(data: DataOpt = Path("../shared/eval")) -> None:
     from kefu.evals.scope import run_scope_eval
 
     typer.echo(run_scope_eval(data).format_table())
+
+
+class ShopLlm(StrEnum):
+    local = "local"
+    scripted = "scripted"
+    openai = "openai"
+    none = "none"
+
+
+class ShopSplit(StrEnum):
+    dev = "dev"
+    test = "test"
+    all = "all"
+
+
+@eval_app.command("shop")
+@friendly_errors
+def eval_shop(
+    llm: Annotated[
+        ShopLlm | None, typer.Option("--llm", help="The model that answers (default: KEFU_LLM).")
+    ] = None,
+    split: Annotated[ShopSplit, typer.Option(help="Which questions.")] = ShopSplit.all,
+    limit: Annotated[int | None, typer.Option(min=1, help="Ask at most this many questions.")] = None,
+    ids: Annotated[
+        str, typer.Option(help="Only these question ids, comma-separated (e.g. ret-02,war-01).")
+    ] = "",
+    show_all: Annotated[
+        bool, typer.Option("--show-all", help="Print every answer, not only the wrong ones.")
+    ] = False,
+) -> None:
+    """The demo shop's questions through the real chat path: right / honest decline / wrong / incomplete,
+    every wrong answer in full, time to first text and to the full answer (figures, not pass/fail)."""
+    from kefu.evals.shop import run_shop_eval
+
+    report = run_shop_eval(
+        llm=llm.value if llm else None,
+        split=split.value,
+        ids=[i.strip() for i in ids.split(",")],
+        limit=limit,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report.format_table(show_all=show_all))
+    if report.errors:
+        err.print(f"[red]error:[/red] {report.errors} question(s) raised in the chat path (shown above)")
+        raise typer.Exit(1)
 
 
 @app.command("demo-erp")
