@@ -159,7 +159,7 @@ def test_kefu_stats_prints_the_summary(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert "handoff rate             —" in table.output
     as_json = runner.invoke(cli, ["stats", "--json", "--since", "2026-03-01"])
     assert as_json.exit_code == 0, as_json.output
-    summary = json.loads(as_json.output)
+    summary = json.loads(as_json.stdout)
     assert summary["conversations"] == 0 and summary["since"] == "2026-03-01T00:00:00+08:00"
     bad = runner.invoke(cli, ["stats", "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since" in bad.output

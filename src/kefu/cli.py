@@ -16,7 +16,7 @@ from rich.console import Console
 
 from kefu import __version__
 from kefu.cli_kb import kb_app
-from kefu.cli_support import friendly_errors
+from kefu.cli_support import friendly_errors, say_database
 from kefu.config import Settings, load_settings
 from kefu.errors import InvalidInput
 
@@ -40,29 +40,44 @@ def _serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
 ) -> None:
-    import uvicorn
-
-    from kefu.api.app import create_app
-    from kefu.api.live_sse import LiveServer
     from kefu.tls import serve_tls_options
 
     tls = serve_tls_options(tls_cert, tls_key)  # bad files fail here, before anything starts
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging()
     host, port = host or settings.host, port or settings.port
-    asyncio.run(_preflight(settings))  # a missing model or database is one clear line, not a traceback
-    err.print(f"kefu {__version__} — model: {settings.llm}, knowledge base: {settings.kb_dir}")
-    scheme = "https" if tls else "http"
-    err.print(f"web chat: {scheme}://{host}:{port}/   API docs: {scheme}://{host}:{port}/docs")
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", **tls)
-    LiveServer(config).run()  # uvicorn.run, ending the live event streams (/events) at shutdown
+    say_database(settings.effective_database_url)
+    asyncio.run(_run_server(settings, host, port, tls))
 
 
-async def _preflight(settings: Settings) -> None:
+async def _run_server(settings: Settings, host: str, port: int, tls: dict[str, object]) -> None:
+    """Build the runtime once, on the server's own event loop, before the port opens — a missing model
+    or an unreachable database is one clear line, not a traceback — then hand it to the app."""
+    import uvicorn
+
+    from kefu.api.app import create_app
+    from kefu.api.live_sse import LiveServer
     from kefu.runtime import build_runtime
 
     runtime = await build_runtime(settings)
-    await runtime.aclose()
+    err.print(f"kefu {__version__} — model: {settings.llm}, knowledge base: {settings.kb_dir}")
+    scheme = "https" if tls else "http"
+    err.print(f"web chat: {scheme}://{host}:{port}/   API docs: {scheme}://{host}:{port}/docs")
+    app = create_app(settings, runtime=runtime)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", **tls)  # type: ignore[arg-type]
+    try:
+        await LiveServer(config).serve()  # uvicorn, ending the live event streams (/events) at shutdown
+    finally:
+        if getattr(app.state, "runtime", None) is None:  # the app never started: it did not close it
+            await runtime.aclose()
+
+
+def start_logging() -> None:
+    """The server's log format, set before anything logs (the development-key warning included), and
+    one line per real warning at start-up: FAISS's loader logs (at INFO) every optional AVX512/AVX2
+    build it could not import before it loads the one that works."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default KEFU_HOST, 127.0.0.1).")]
@@ -81,7 +96,11 @@ def serve(
     host: HostOpt = None, port: PortOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None
 ) -> None:
     """Run the API and web chat with the configured settings (KEFU_* variables)."""
-    _serve(load_settings(), host, port, tls_cert, tls_key)
+    settings = load_settings()
+    start_logging()
+    if settings.environment == "production":
+        _close_demo_agent(settings)
+    _serve(settings, host, port, tls_cert, tls_key)
 
 
 @app.command()
@@ -89,34 +108,66 @@ def serve(
 def demo(
     host: HostOpt = None, port: PortOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None
 ) -> None:
-    """Run the demo shop 小铺优选: its knowledge pack, its own database, its demo ERP (served over HTTP on a
-    free local port, re-seeded at each start) and (unless KEFU_LLM says otherwise) the bundled local model."""
+    """Run the demo shop 小铺优选: its knowledge pack (unless the database already holds a knowledge
+    base of your own), its demo ERP (served over HTTP on a free local port, re-seeded at each start), a
+    demo agent and (unless KEFU_LLM says otherwise) the bundled local model.
+
+    It uses the same database as `kefu serve` and every other command (KEFU_DATABASE_URL, default
+    <KEFU_DATA_DIR>/kefu.db): an agent added with `kefu agent add` signs in to the demo's /agent page."""
     from kefu.config import DEMO_SHOP_DIR
 
     settings = load_settings()
-    overrides: dict[str, object] = {"kb_dir": DEMO_SHOP_DIR, "demo_erp": not settings.erp_url}
-    if not settings.database_url:
-        overrides["database_url"] = f"sqlite:///{settings.data_dir / 'demo.db'}"
-    demo_settings = load_settings(**overrides)
-    with _handoff_store(demo_settings) as store:
-        store.ensure_agent(DEMO_AGENT, "演示客服", DEMO_AGENT_PASSWORD)
+    demo_settings = load_settings(kb_dir=DEMO_SHOP_DIR, demo_erp=not settings.erp_url)
+    start_logging()
     scheme = "https" if tls_cert else "http"
     console = f"{scheme}://{host or demo_settings.host}:{port or demo_settings.port}/agent"
-    err.print(f"agent console: {console}   sign in as {DEMO_AGENT} / {DEMO_AGENT_PASSWORD} (demo only)")
+    if demo_settings.environment == "production":
+        err.print(
+            f"agent console: {console}   (no demo account in production: `kefu agent add NAME`)",
+            soft_wrap=True,
+        )
+    else:
+        with _handoff_store(demo_settings, announce=False) as store:
+            store.ensure_agent(DEMO_AGENT, "演示客服", DEMO_AGENT_PASSWORD)
+            store.set_active(DEMO_AGENT, True)  # `kefu serve` in production turns it off
+        err.print(
+            f"agent console: {console}   sign in as {DEMO_AGENT} / {DEMO_AGENT_PASSWORD} (demo only)",
+            soft_wrap=True,
+        )
     _serve(demo_settings, host, port, tls_cert, tls_key)
 
 
 DEMO_AGENT, DEMO_AGENT_PASSWORD = "demo", "demo1234"
 
 
+def _close_demo_agent(settings: Settings) -> None:
+    """In production the demo's account, whose password is printed by `kefu demo`, cannot sign in."""
+    from kefu.errors import KefuError
+
+    with _handoff_store(settings, announce=False) as store:
+        try:
+            store.authenticate(DEMO_AGENT, DEMO_AGENT_PASSWORD)
+        except KefuError:  # no such agent, another password, or deactivated already
+            return
+        store.set_active(DEMO_AGENT, False)
+    err.print(
+        f"agent {DEMO_AGENT!r} (made by `kefu demo`, password {DEMO_AGENT_PASSWORD}) is deactivated in "
+        "production; add your agents with `kefu agent add NAME`",
+        soft_wrap=True,
+    )
+
+
 @contextmanager
-def _handoff_store(settings: Settings) -> Iterator[SqlHandoffStore]:
-    """The agents and handoffs of the configured database, migrated to the newest schema."""
+def _handoff_store(settings: Settings, *, announce: bool = True) -> Iterator[SqlHandoffStore]:
+    """The agents and handoffs of the configured database, migrated to the newest schema; ``announce``
+    names the database on stderr."""
     from kefu.storage.engine import make_engine
     from kefu.storage.factory import settings_keyring
     from kefu.storage.handoff import SqlHandoffStore
     from kefu.storage.migrate import migrate
 
+    if announce:
+        say_database(settings.effective_database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.effective_database_url)
     try:
@@ -295,6 +346,7 @@ def audit_verify(
     from kefu.storage.engine import make_engine
 
     settings = load_settings()
+    say_database(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     keyring = open_audit_log(settings, engine).keyring if decrypt else None
     report = verify(engine, keyring=keyring)
@@ -309,7 +361,9 @@ def audit_purge(days: Annotated[int, typer.Option(min=1, help="Delete records ol
     from kefu.audit import purge_older_than
     from kefu.storage.engine import make_engine
 
-    engine = make_engine(load_settings().effective_database_url)
+    url = load_settings().effective_database_url
+    say_database(url)
+    engine = make_engine(url)
     typer.echo(str(purge_older_than(engine, days)))
 
 

@@ -15,16 +15,21 @@ from kefu.api.routes import kb as kb_routes
 from kefu.api.timing import ServerTiming
 from kefu.config import Settings, load_settings
 from kefu.llm.base import ChatModel
-from kefu.runtime import build_runtime
+from kefu.runtime import Runtime, build_runtime
 
 
-def create_app(settings: Settings | None = None, *, model: ChatModel | None = None) -> FastAPI:
-    """Build the app. ``model`` overrides the configured model (tests and benchmarks)."""
+def create_app(
+    settings: Settings | None = None, *, model: ChatModel | None = None, runtime: Runtime | None = None
+) -> FastAPI:
+    """Build the app. ``model`` overrides the configured model (tests and benchmarks); ``runtime`` is
+    one already built on the server's event loop (``kefu serve``: built once, before the port opens, so
+    a bad setting is one clear line) — the app closes it at shutdown."""
     settings = settings or load_settings()
+    prebuilt = [runtime] if runtime is not None else []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await build_runtime(settings, model=model)
+        runtime = prebuilt.pop() if prebuilt else await build_runtime(settings, model=model)
         app.state.runtime = runtime
         app.state.model = runtime.model
         runtime.start_background()

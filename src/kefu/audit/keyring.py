@@ -27,6 +27,7 @@ GENERATE_HINT = (
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 log = logging.getLogger(__name__)
+_warned_dev_keys: set[Path] = set()  # the development-key warning is logged once per process and file
 
 
 def _config_error(problem: str) -> ConfigError:
@@ -133,6 +134,13 @@ def _development_keyring(data_dir: Path) -> Keyring:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(ring.to_env_value() + "\n")
+    if path not in _warned_dev_keys:
+        _warn_development_key(path)
+        _warned_dev_keys.add(path)
+    return Keyring.from_env_value(path.read_text().strip())
+
+
+def _warn_development_key(path: Path) -> None:
     log.warning(
         "%s is not set: the audit log is encrypted with a DEVELOPMENT key stored in %s. "
         "Anyone who can read that file can read the log. Never use this in production; %s",
@@ -140,4 +148,3 @@ def _development_keyring(data_dir: Path) -> Keyring:
         path,
         GENERATE_HINT,
     )
-    return Keyring.from_env_value(path.read_text().strip())

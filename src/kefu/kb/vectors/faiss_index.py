@@ -27,17 +27,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import faiss
-import numpy as np
+# FAISS's loader logs (at INFO, with a traceback-like ModuleNotFoundError) each optional AVX512/AVX2
+# build it cannot import before it loads the one that works: noise at every start-up, not a problem.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
-from kefu.errors import KnowledgeBaseError
-from kefu.kb.vectors.common import best_first, check_dim, check_query, check_vectors, safe_name
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kefu.errors import KnowledgeBaseError  # noqa: E402
+from kefu.kb.vectors.common import best_first, check_dim, check_query, check_vectors, safe_name  # noqa: E402
 
 FORMAT = 1
 
