@@ -5,6 +5,7 @@ sources, the session's earlier turns, and redacted text."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -85,9 +86,13 @@ def test_held_answer_beyond_its_sources_is_never_sent(held: TestClient, model: S
     streamed = "".join(data["text"] for name, data in events if name == "delta")
     assert "自治区" not in streamed  # nothing of it reached the customer
     final = events[-1][1]["message"]
-    assert final["status"] == "replaced" and final["answer_kind"] == "no_answer"
-    assert streamed == final["content"] and "人工客服" in final["content"]
-    assert final["citations"]  # the related articles are still shown
+    assert final["status"] == "replaced" and final["answer_kind"] == "grounded"
+    # instead: the knowledge base's own sentences, each from a chunk the reply cites
+    assert streamed == final["content"] and "EMS" in final["content"]
+    sentences = re.sub(r"\[\d+\]", "", final["content"])
+    cited = [c["chunk_id"] for c in final["citations"]]
+    kb = held.app.state.runtime.kb  # type: ignore[attr-defined]
+    assert any(sentences.split("。")[0] in kb.get(chunk_id).text for chunk_id in cited)
 
 
 def test_held_answer_with_an_invented_number_is_replaced(held: TestClient, model: ScriptedModel):
@@ -145,10 +150,17 @@ def test_english_question_gets_an_english_prompt(client: TestClient, model: Scri
     assert faq["answer_kind"] == "faq" and faq["content"].startswith("Yes, we accept Visa")
 
 
-def test_streaming_sends_meta_citations_deltas_then_done(client: TestClient, model: ScriptedModel):
-    conversation = new_conversation(client)
+@pytest.fixture
+def live(make_settings: Callable[..., Settings], model: ScriptedModel) -> Iterator[TestClient]:
+    """Answers streamed as generated (KEFU_ANSWER_CHECK=off): a held answer arrives in one piece."""
+    with TestClient(create_app(make_settings(kb_dir=MINI_KB, answer_check="off"), model=model)) as client:
+        yield client
+
+
+def test_streaming_sends_meta_citations_deltas_then_done(live: TestClient, model: ScriptedModel):
+    conversation = new_conversation(live)
     model.enqueue("默认中通快递，满 199 元升级顺丰 [1]。")
-    with client.stream(
+    with live.stream(
         "POST",
         f"/v1/conversations/{conversation}/messages",
         json={"content": "你们用什么快递发货？", "stream": True},
@@ -207,8 +219,9 @@ def test_model_failure_gives_a_polite_fallback_and_keeps_the_message(
     conversation = new_conversation(client)
     model.fail_next(ModelError("upstream returned 503"))
     reply = ask(client, conversation, "你们发什么快递？多久能到？")
-    assert reply["status"] == "fallback" and reply["answer_kind"] == "fallback"
-    assert "人工客服" in reply["content"]
+    # nothing was sent yet, so the customer gets the knowledge base's own sentences, cited
+    assert reply["status"] == "fallback" and reply["answer_kind"] == "grounded"
+    assert "中通" in reply["content"] and reply["citations"]
     assert "upstream returned 503" in caplog.text
     roles = [m["role"] for m in client.get(f"/v1/conversations/{conversation}/messages").json()["data"]]
     assert roles == ["user", "assistant"]
@@ -248,7 +261,7 @@ def test_every_turn_is_on_the_audit_chain_with_what_the_model_received(
     from kefu.audit import verify
 
     conversation = new_conversation(client)
-    model.enqueue("好的 [1]。")
+    model.enqueue("好的 [1]。")  # not an answer: withheld, and the audit keeps it as the model's output
     ask(client, conversation, "我的手机13800138000，新疆、西藏这些偏远地区多久能送到？")
     ask(client, conversation, "可以用花呗吗")
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
@@ -256,7 +269,8 @@ def test_every_turn_is_on_the_audit_chain_with_what_the_model_received(
     assert [r.kind for r in records] == ["model_call", "bot_reply"]
     call = runtime.audit.decrypt(records[0])
     assert call["input"] == [{"role": m.role, "content": m.content} for m in model.history[-1].messages]
-    assert call["reply"] == "好的 [1]。" and "13800138000" not in str(call)
+    assert call["output"] == "好的 [1]。" and "13800138000" not in str(call)
+    assert call["reply"] != call["output"] and "EMS" in call["reply"]
     assert runtime.audit.decrypt(records[1])["answer_kind"] == "faq"
     assert verify(runtime.stores.engine).ok
 
@@ -275,6 +289,10 @@ def test_no_model_answers_faq_verbatim_and_never_generates(make_settings: Callab
         faq = ask(client, conversation, "可以用花呗吗")
         assert faq["answer_kind"] == "faq" and faq["content"].startswith("支持花呗付款")
         doc = ask(client, conversation, "你们发什么快递？多久能到？")
-        assert doc["answer_kind"] == "no_answer" and "人工客服" in doc["content"]
-        assert doc["citations"]  # the related articles are shown, not paraphrased
+        # the knowledge base's own sentences, cited: nothing generated
+        assert doc["answer_kind"] == "grounded" and "中通" in doc["content"] and doc["citations"]
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        sentences = re.sub(r"\[\d+\]", "", doc["content"]).split("。")
+        cited = " ".join(runtime.kb.get(c["chunk_id"]).text for c in doc["citations"])
+        assert all(s in cited for s in sentences if s)
         assert client.get("/readyz").json()["checks"]["model"].startswith("none")

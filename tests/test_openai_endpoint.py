@@ -56,7 +56,16 @@ def test_sdk_keeps_the_session_by_user_and_gets_citations(sdk: OpenAI, model: Sc
     ]
 
 
-def test_sdk_streaming_carries_citations_in_the_first_chunk(sdk: OpenAI, model: ScriptedModel):
+@pytest.fixture
+def live_sdk(make_settings: Callable[..., Settings], model: ScriptedModel) -> Iterator[OpenAI]:
+    """Answers streamed as generated (KEFU_ANSWER_CHECK=off), not held for the check."""
+    app = create_app(make_settings(kb_dir=MINI_KB, answer_check="off"), model=model)
+    with TestClient(app), live_server(app) as base:
+        yield OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+
+
+def test_sdk_streaming_carries_citations_in_the_first_chunk(live_sdk: OpenAI, model: ScriptedModel):
+    sdk = live_sdk
     model.enqueue("新疆属于偏远地区，使用 EMS 发货 [1]。")
     stream = sdk.chat.completions.create(
         model="kefu", stream=True, messages=[{"role": "user", "content": "新疆用什么快递？多久到？"}]

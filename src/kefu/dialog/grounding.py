@@ -8,6 +8,13 @@ sources (「新疆是中华人民共和国自治区……」 in answer to 「那
   most bigrams with them but few trigrams; measured on the demo shop, restated answers score ≥ 0.75
   and off-source ones ≤ 0.2.
 It cannot prove an answer right; it catches answers that are plainly not from the sources.
+
+Overlap cannot see a flipped fact made of the sources' own words (「能保修，要自己出运费」 against
+「保修期内…来回运费都由小铺优选承担」), so ``contradictions`` also compares, answer against evidence:
+- who pays: the payer the answer names (the customer / the shop) must be one the evidence names;
+- negation: a word the evidence only ever negates (「不支持」「无需」「不能」, "not", "no") must not be
+  affirmed by the answer, and a word it only affirms must not be negated;
+- numbers with their units (「8 元」 = "8 yuan", 「7 天」 = "7 days"), across Chinese and English.
 """
 
 from __future__ import annotations
@@ -32,8 +39,30 @@ def _units(text: str) -> set[str]:
     return units
 
 
+# English units written as the Chinese sources write them, so that "8 yuan" is found as 「8 元」.
+_UNIT_ALIASES = {
+    "yuan": "元",
+    "rmb": "元",
+    "cny": "元",
+    "day": "天",
+    "days": "天",
+    "日": "天",
+    "hour": "小",
+    "hours": "小",
+    "h": "小",
+    "month": "个",
+    "months": "个",
+    "year": "年",
+    "years": "年",
+    "working": "个",
+    "business": "个",
+    "percent": "%",
+}
+
+
 def _numbers(text: str) -> list[str]:
-    return [f"{n}{unit.lower()}" for n, unit in _NUMBER.findall(_CITATION.sub(" ", text))]
+    text = _CITATION.sub(" ", text).replace("¥", " ").replace("￥", " ")
+    return [f"{n}{_UNIT_ALIASES.get(unit.lower(), unit.lower())}" for n, unit in _NUMBER.findall(text)]
 
 
 def unsupported_numbers(answer: str, context: str) -> list[str]:
@@ -53,3 +82,81 @@ def support(answer: str, context: str) -> float:
 
 def is_grounded(answer: str, context: str, min_support: float = MIN_SUPPORT) -> bool:
     return not unsupported_numbers(answer, context) and support(answer, context) >= min_support
+
+
+# --- contradictions -------------------------------------------------------------------------------------
+
+_BUYER = r"(?:买家|顾客|客户|您|你|自己|自费|自付|个人)"
+_SHOP = r"(?:小铺优选|我们|商家|店铺|卖家|本店|平台|我方)"
+_PAYS = r"(?:来|全部|都|也|来回|需|需要|要)?(?:承担|出|付|支付|负责|报销|垫付)"
+_PAYER_ZH = re.compile(rf"(?:由)?({_BUYER}|{_SHOP})(?:来|全部|都|也|需要|需|要)?{_PAYS}")
+_SHOP_FREE = re.compile(r"免费(?:上门)?取件|包邮|免运费|运费全免|不用(?:您|你)?(?:出|付)")
+_BUYER_EN = re.compile(
+    r"\b(?:you|the customer|the buyer|customers?)\b(?:\s+\w+){0,2}\s+(?:pay|pays|cover|covers|bear|bears)\b"
+    r"|at your (?:own )?(?:cost|expense)",
+    re.I,
+)
+_SHOP_EN = re.compile(
+    r"\b(?:we|the shop|us|the store)\b(?:\s+\w+){0,2}\s+(?:pay|pays|cover|covers|bear|bears)\b"
+    r"|\bfree (?:pickup|pick-up|return|shipping)|at our (?:cost|expense)|on us\b|\bfree of charge",
+    re.I,
+)
+_NEG_ZH = re.compile(
+    r"(?:不再|不能|不可以|不可|不支持|不需要|无需|不用|无法|不会|没有|不|无)([\u4e00-\u9fff]{2})"
+)
+_NEG_EN = re.compile(
+    r"\b(?:not|no|never|cannot|can't|won't|don't|doesn't|isn't|aren't)\s+(?:be\s+|a\s+|an\s+)?([a-z]{3,})",
+    re.I,
+)
+
+
+def payers(text: str) -> set[str]:
+    """Who the text says pays ("buyer" / "shop"), e.g. 「来回运费都由小铺优选承担」 → {"shop"}."""
+    found = set()
+    for who in _PAYER_ZH.findall(text):
+        found.add("shop" if re.fullmatch(_SHOP, who) else "buyer")
+    if _SHOP_FREE.search(text) or _SHOP_EN.search(text):
+        found.add("shop")
+    if _BUYER_EN.search(text):
+        found.add("buyer")
+    return found
+
+
+def _negations(text: str) -> tuple[set[str], set[tuple[int, int]]]:
+    """The words right after a negation (「不支持退货」 → 「支持」, "not eligible" → "eligible"), and where."""
+    words: set[str] = set()
+    spans: set[tuple[int, int]] = set()
+    for pattern in (_NEG_ZH, _NEG_EN):
+        for found in pattern.finditer(text):
+            words.add(found.group(1).lower())
+            spans.add(found.span(1))
+    return words, spans
+
+
+def _affirmed(text: str, words: set[str], negated_at: set[tuple[int, int]]) -> set[str]:
+    """Those of ``words`` that occur in ``text`` somewhere not right after a negation."""
+    return {
+        word
+        for word in words
+        if any(m.span() not in negated_at for m in re.finditer(re.escape(word), text, re.I))
+    }
+
+
+def contradictions(answer: str, evidence: str, *, numbers: bool = True) -> list[str]:
+    """What the answer states against the evidence (empty when nothing was caught), in words for the log.
+
+    ``numbers=False`` leaves numbers out (checked against all the sources, not just this evidence)."""
+    found = unsupported_numbers(answer, evidence) if numbers else []
+    problems = [f"number {n} is not in the sources" for n in found]
+    said, known = payers(answer), payers(evidence)
+    for who in sorted(said - known):
+        problems.append(
+            f"says the {who} pays; the sources say {' or '.join(sorted(known)) or 'nothing of it'}"
+        )
+    negated_a, at_a = _negations(answer)
+    negated_e, at_e = _negations(evidence)
+    for word in sorted(_affirmed(evidence, negated_a - negated_e, at_e)):
+        problems.append(f"negates 「{word}」, which the sources affirm")
+    for word in sorted(_affirmed(answer, negated_e, at_a) - _affirmed(evidence, negated_e, at_e)):
+        problems.append(f"affirms 「{word}」, which the sources negate")
+    return problems

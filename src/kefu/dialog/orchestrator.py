@@ -19,12 +19,15 @@ from anyio import to_thread
 from kefu.config import Settings
 from kefu.dialog import prompts
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
-from kefu.dialog.grounding import is_grounded
+from kefu.dialog.extractive import Extract, extract_answer
+from kefu.dialog.grounding import contradictions, is_grounded
 from kefu.dialog.language import Lang, detect_language
 from kefu.dialog.memory import is_follow_up, remember, retrieval_query, with_previous_question
+from kefu.dialog.policy_answers import ReturnPolicy
 from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.flows import FlowEngine, FlowState, FlowTurn, detect_flow
+from kefu.flows.questions import is_question
 from kefu.kb.types import Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
 from kefu.safety.compliance import CompliancePolicy, append_disclaimers
@@ -86,6 +89,10 @@ class _Answer:
     disclaimers: list[str] = field(default_factory=list)
     topic: str | None = None  # the scope guard's refused topic ("legal", …)
     handoff: dict[str, Any] | None = None  # the handoff this turn opened (its customer view)
+    extract: Extract | None = None  # the knowledge base's own sentences for this question (grounded)
+    mode: str = ""  # how a knowledge answer was written: extractive, rephrase, translate, generate, policy
+    policy: dict[str, Any] | None = None  # the policy rules' verdicts for a hypothetical question
+    output: str | None = None  # what the model returned, when that is not what was sent (replaced)
 
 
 @dataclass
@@ -107,6 +114,7 @@ class Assistant:
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
+    _return_policy: list[ReturnPolicy | None] = field(default_factory=list)  # computed once from the flows
 
     async def start_conversation(self, channel: str, external_user: str | None = None) -> ConversationRecord:
         return await to_thread.run_sync(
@@ -218,6 +226,8 @@ class Assistant:
             return _Answer("smalltalk", text=prompts.ACK[lang])
         if kind == "human":  # the handoff desk queues it (see _hand_off)
             return _Answer("handoff", text=prompts.HANDOFF_UNAVAILABLE[lang])
+        if kind == "complaint":  # queued with its own reason and an apology (see _hand_off)
+            return _Answer("handoff", text=prompts.COMPLAINT_UNAVAILABLE[lang], topic="complaint")
         attack = await to_thread.run_sync(lambda: detect_injection(question))
         if attack.is_attack:
             log.warning("refused a prompt-injection attempt (%s): %s", attack.kind, attack.reason)
@@ -225,27 +235,85 @@ class Assistant:
         flow_answer = await self._flow(state, question)
         if flow_answer is not None:
             return flow_answer
+        answer: _Answer | None = None
         if self.scope is not None:
             scope = self.scope
             verdict = await to_thread.run_sync(lambda: scope.check(question))
             if not verdict.in_scope:
-                return _Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
-        return await self._knowledge(state, question, lang)
+                answer = _Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
+        answer = answer or await self._knowledge(state, question, lang)
+        if state.flow is not None and self.flows is not None:  # a question asked in the middle of a flow:
+            answer.flow_state = state.flow  # answered, and the flow keeps waiting where it was
+            waiting = self.flows.waiting_for(FlowState.from_json(state.flow))
+            if waiting is not None and answer.text:
+                answer.text += "\n\n" + prompts.FLOW_REMINDER[lang].format(prompt=waiting.text(lang))
+        return answer
 
     async def _knowledge(self, state: SessionState, question: str, lang: Lang) -> _Answer:
-        """The knowledge base decides: an FAQ verbatim, a grounded answer on cited chunks, or no answer."""
+        """The knowledge base decides: an FAQ verbatim, an answer from its own cited sentences, or none.
+
+        A return/exchange question that names the days since delivery is decided by the return flow's
+        rules first (``policy_answers``): policy is code, the knowledge base only cites it."""
         if self.kb is None:
             return _Answer("no_answer", text=prompts.NO_ANSWER[lang])
+        ruled = await self._policy(question, lang)
+        if ruled is not None:
+            return ruled
         found = await self._search(state, question)
         v = found.version
         if found.decision == "faq" and found.faq is not None:
             faq = found.faq.chunk
             return _Answer("faq", hits=[found.faq], text=faq.answer or faq.text, kb_version=v)
-        if found.decision == "grounded" and found.hits:
-            if self.model is None:
-                return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang], kb_version=v)
-            return _Answer("grounded", hits=found.hits, kb_version=v)
-        return _Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
+        if found.decision != "grounded" or not found.hits:
+            return _Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
+        extract = await to_thread.run_sync(lambda: best_extract(question, found.hits, lang))
+        mode = self._answer_mode()
+        if mode == "generate":
+            return _Answer("grounded", hits=found.hits, kb_version=v, extract=extract, mode=mode)
+        if extract is None:
+            return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang], kb_version=v)
+        hits = [found.hits[i] for i in extract.cited]
+        if extract.lang != lang and self.model is not None:
+            mode = "translate"  # an English question on Chinese sources: the model translates, checked
+        elif extract.lang != lang:
+            text = prompts.IN_CHINESE_LEAD + extract.text
+            return _Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode="extractive")
+        text = extract.text if mode == "extractive" else ""
+        return _Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode=mode)
+
+    async def _policy(self, question: str, lang: Lang) -> _Answer | None:
+        """「收到10天了还能退吗」: the return flow's own decision on the hypothetical facts, cited."""
+        if not self._return_policy:
+            specs = self.flows.specs if self.flows is not None else {}
+            self._return_policy.append(ReturnPolicy.from_flows(specs))
+        rules, kb = self._return_policy[0], self.kb
+        ruled = rules.answer(question, lang) if rules is not None else None
+        if ruled is None or kb is None:
+            return None
+        hits: list[Hit] = []
+        marks: list[str] = []
+        version = ""
+        for query in ruled.support_queries:
+            found: Retrieval = await to_thread.run_sync(kb.search, query, 1)
+            version = found.version
+            if not found.hits:
+                marks.append("")
+                continue
+            ids = [h.chunk.id for h in hits]
+            if found.hits[0].chunk.id not in ids:
+                hits.append(found.hits[0])
+                ids.append(found.hits[0].chunk.id)
+            marks.append(f"[{ids.index(found.hits[0].chunk.id) + 1}]")
+        data = {
+            "days": ruled.days,
+            "action": ruled.action,
+            "reason": ruled.reason,
+            "verdicts": ruled.verdicts,
+        }
+        answer = _Answer("policy", hits=hits, text=ruled.text(marks), kb_version=version, mode="policy")
+        answer.flow_data = {}  # no flow ran: the rules were only asked
+        answer.policy = data
+        return answer
 
     async def _flow(self, state: SessionState, question: str) -> _Answer | None:
         """Resume the ongoing flow, or start one the message asks for; the engine decides, deterministically."""
@@ -260,6 +328,8 @@ class Assistant:
 
         if state.flow is not None:
             flow_state = FlowState.from_json(state.flow)
+            if is_question(question) and not engine.answers(flow_state, question):
+                return None  # a question that does not answer the flow's: the knowledge base takes it
             turn = await to_thread.run_sync(lambda: run(lambda: engine.advance(flow_state, question)))
         else:
             name = detect_flow(question)
@@ -270,9 +340,8 @@ class Assistant:
             )
         kind = "handoff" if turn.outcome in ("handoff", "failed") else "flow"
         ongoing = turn.state.to_json() if turn.outcome == "ongoing" else None
-        return _Answer(
-            kind, text=turn.text, flow_state=ongoing, flow_data={"outcome": turn.outcome, **turn.data}
-        )
+        data = {"flow": turn.state.flow, "lang": turn.state.lang, "outcome": turn.outcome, **turn.data}
+        return _Answer(kind, text=turn.text, flow_state=ongoing, flow_data=data)
 
     async def _hand_off(
         self, desk: HandoffDesk, plan: _Answer, state: SessionState, question: str, lang: Lang, escalate: bool
@@ -284,6 +353,8 @@ class Assistant:
         )
         if trigger is None:
             return
+        if plan.flow_data.get("lang") in ("zh", "en"):  # 「3333」 alone: the flow's language, not English
+            lang = plan.flow_data["lang"]
         opened = await desk.open(state, question, trigger, lang, plan.flow_data)
         plan.text = opened.reply(trigger, plan.text, lang)
         plan.kind, plan.hits, plan.handoff, plan.flow_state = opened.kind, [], opened.view, None
@@ -305,9 +376,65 @@ class Assistant:
     async def _produce(
         self, plan: _Answer, state: SessionState, question: str, lang: Lang
     ) -> AsyncIterator[str]:
-        if plan.kind != "grounded" or self.model is None:
+        if plan.kind != "grounded" or self.model is None or plan.mode == "extractive":
             yield plan.text
             return
+        if plan.mode in ("rephrase", "translate") and plan.extract is not None:
+            async for piece in self._reword(plan, plan.extract, question, lang):
+                yield piece
+            return
+        async for piece in self._generate(plan, state, question, lang):
+            yield piece
+
+    async def _reword(self, plan: _Answer, extract: Extract, question: str, lang: Lang) -> AsyncIterator[str]:
+        """The model rewords (or translates) the chosen sentences; sent only if nothing was changed."""
+        assert self.model is not None
+        messages = prompts.rephrase_messages(self.settings.shop_name, lang, question, extract.plain)
+        request = ChatRequest(messages=messages, max_tokens=self.settings.llm_max_tokens, temperature=0.1)
+        plan.model, plan.request = self.model.describe(), request
+        text = await self._held_text(plan, request)
+        plan.output = text
+        marks = "".join(f"[{n}]" for n in range(1, len(extract.groups) + 1))
+        same_language = extract.lang == lang
+        problems = contradictions(text, extract.plain) if text.strip() else ["empty reply"]
+        if same_language and not problems and not is_grounded(text, extract.plain):
+            problems = ["content beyond the chosen sentences"]
+        if text.strip() and not problems and not leaks_prompt(text, messages[0].content):
+            plan.text = text.strip() + marks
+        else:
+            if text.strip():
+                log.warning(
+                    "model %s reworded the answer unfaithfully (%s); sent the knowledge base's own sentences",
+                    plan.model,
+                    "; ".join(problems) or "prompt leak",
+                )
+            plan.status = "replaced"
+            lead = "" if same_language else prompts.IN_CHINESE_LEAD
+            plan.text = lead + extract.text
+        yield plan.text
+
+    async def _held_text(self, plan: _Answer, request: ChatRequest) -> str:
+        """The model's whole reply ("" after a model error or timeout, which is logged)."""
+        assert self.model is not None
+        text = ""
+        try:
+            async with asyncio.timeout(self.settings.llm_timeout):
+                async for chunk in self.model.stream(request):
+                    if chunk.usage is not None:
+                        plan.usage = chunk.usage
+                    text += chunk.text
+        except (ModelError, TimeoutError) as exc:
+            log.warning(
+                "model %s failed; sent the knowledge base's own sentences: %s", plan.model, _describe(exc)
+            )
+            return ""
+        return text
+
+    async def _generate(
+        self, plan: _Answer, state: SessionState, question: str, lang: Lang
+    ) -> AsyncIterator[str]:
+        """The model answers from the numbered sources; held and checked unless KEFU_ANSWER_CHECK=off."""
+        assert self.model is not None
         model = self.model
         follow_up_of = state.turns[-1].user if state.turns and is_follow_up(question) else None
         messages = prompts.grounded_messages(
@@ -334,6 +461,10 @@ class Assistant:
                             yield chunk.text
         except (ModelError, TimeoutError) as exc:
             log.warning("model %s failed, sent the fallback reply: %s", plan.model, _describe(exc))
+            if held and plan.extract is not None:  # nothing sent yet: the knowledge base's own sentences
+                plan.text, plan.status = self._extract_text(plan, plan.extract), "fallback"
+                yield plan.text
+                return
             if held:
                 plan.text = ""
             fallback = ("\n\n" if plan.text else "") + prompts.FALLBACK[lang]
@@ -348,14 +479,31 @@ class Assistant:
             log.warning("model %s repeated its instructions; the reply was withheld", plan.model)
             plan.text, plan.kind, plan.status = injection_refusal(lang), "refused", "replaced"
             yield ("\n\n" if not held else "") + plan.text
-        elif held and not is_grounded(plan.text, grounding_context(messages)):
+        elif held and (problems := self._answer_problems(plan, messages, lang)):
             log.warning(
-                "model %s answered beyond its sources; sent the knowledge base's own text", plan.model
+                "model %s answered against or beyond its sources (%s); sent the knowledge base's own text",
+                plan.model,
+                "; ".join(problems),
             )
-            replace_unsupported(plan, lang)
+            plan.output = plan.text
+            replace_unsupported(plan, lang, self._extract_text(plan, plan.extract) if plan.extract else None)
             yield plan.text
         elif held:
             yield plan.text
+
+    def _answer_problems(self, plan: _Answer, messages: list[Message], lang: Lang) -> list[str]:
+        """What is wrong with a generated answer: beyond its sources, or against the chosen sentences."""
+        context = grounding_context(messages)
+        if not is_grounded(plan.text, context):
+            return ["not supported by the sources"]
+        if plan.extract is not None:  # what the knowledge base's own sentences say to this question
+            return contradictions(plan.text, plan.extract.plain, numbers=False)
+        return []
+
+    @staticmethod
+    def _extract_text(plan: _Answer, extract: Extract) -> str:
+        """The extract cited with the plan's own numbering (its citations were already sent)."""
+        return extract.render([i + 1 for i in extract.cited])
 
     def _disclaimers(self, plan: _Answer, question: str, cites: list[dict[str, object]], lang: Lang) -> str:
         """Append the compliance notices that match this answer; return the appended text."""
@@ -368,20 +516,42 @@ class Assistant:
         return added
 
     def _holds_answers(self) -> bool:
-        """Whether to check an answer against its sources before the customer sees any of it."""
-        check = self.settings.answer_check
-        return check == "hold" or (check == "auto" and self.settings.llm == "local")
+        """Whether to check a generated answer before the customer sees any of it: always, unless
+        KEFU_ANSWER_CHECK=off (remote models get the same check as the local one)."""
+        return self.settings.answer_check != "off"
+
+    def _answer_mode(self) -> str:
+        """How knowledge answers are written (KEFU_ANSWER_MODE): "auto" → the KB's own sentences for the
+        local model (it states wrong policy when it writes) and without a model; generated otherwise."""
+        mode = self.settings.answer_mode
+        if self.model is None:
+            return "extractive"
+        if mode == "auto":
+            return "extractive" if self.settings.llm == "local" else "generate"
+        return mode
 
 
 def grounding_context(messages: list[Message]) -> str:
     return "\n".join(m.content for m in messages)
 
 
-def replace_unsupported(plan: _Answer, lang: Lang) -> None:
-    """An unsupported answer is never sent: the best FAQ's own answer, or the related articles."""
+def best_extract(question: str, hits: list[Hit], lang: Lang) -> Extract | None:
+    """The knowledge base's own sentences for the question, from chunks in its language when they answer."""
+    if lang == "en":
+        own = extract_answer(question, hits, lang="en")
+        if own is not None:
+            return own
+    return extract_answer(question, hits)
+
+
+def replace_unsupported(plan: _Answer, lang: Lang, extracted: str | None = None) -> None:
+    """An unsupported answer is never sent: the KB's own sentences, the best FAQ's answer, or the related
+    articles."""
     top = plan.hits[0].chunk if plan.hits else None
     plan.status = "replaced"
-    if top is not None and top.kind == "faq" and top.answer:
+    if extracted:
+        plan.text = extracted
+    elif top is not None and top.kind == "faq" and top.answer:
         plan.text, plan.kind = top.answer, "faq"
     else:
         plan.text, plan.kind = prompts.RELATED_ONLY[lang], "no_answer"
@@ -406,6 +576,10 @@ def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) ->
     }
     if plan.kb_version:
         payload["kb_version"] = plan.kb_version
+    if plan.mode:
+        payload["answer_mode"] = plan.mode
+    if plan.policy:
+        payload["policy"] = plan.policy
     if plan.flow_data:
         payload["flow"] = plan.flow_data
     if plan.handoff:
@@ -413,6 +587,8 @@ def audit_entry(question: str, plan: _Answer, cites: list[dict[str, object]]) ->
     if plan.request is None:
         return "bot_reply", payload
     payload["model"] = plan.model
+    if plan.output is not None and plan.output != plan.text:
+        payload["output"] = plan.output  # what the model returned, withheld from the customer
     payload["input"] = [{"role": m.role, "content": m.content} for m in plan.request.messages]
     payload["usage"] = {
         "prompt_tokens": plan.usage.prompt_tokens,

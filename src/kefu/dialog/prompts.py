@@ -102,11 +102,42 @@ def grounded_messages(
     return messages
 
 
+_REPHRASE = {
+    "zh": (
+        "你是「{shop}」的在线客服。下面【资料】里的句子已经回答了顾客的问题。请把它们改写成一段简短、礼貌、口语化的中文回答。\n"
+        "规则：只能使用【资料】里的信息；保留所有数字、单位、期限和由谁承担费用；不要增加、删除或改变任何条件；"
+        "不要加入资料里没有的「可以」「不可以」；不要提到【资料】本身。"
+    ),
+    "en": (
+        "You are the customer-service assistant of “{shop}”. The sentences under [Sources] (they may be in "
+        "Chinese) already answer the customer's question. Write them as a short, polite answer in English.\n"
+        "Rules: use only what the sources say; keep every number, unit, time limit and who pays; do not add, "
+        "drop or change any condition; do not say yes or no unless the sources do; never mention the sources."
+    ),
+}
+
+
+def rephrase_messages(shop: str, lang: Lang, question: str, sources: str) -> list[Message]:
+    """Ask the model to reword (or translate) the chosen knowledge-base sentences, nothing more."""
+    header = _SOURCES_HEADER[lang]
+    return [
+        Message("system", _REPHRASE[lang].format(shop=shop)),
+        Message("user", f"{header}\n{sources}\n\n{question}"),
+    ]
+
+
+IN_CHINESE_LEAD = "Our help centre has this only in Chinese: "
+
+
 # --- human handoff ------------------------------------------------------------------------------------
 
 # Said before the queue notice, by why the bot hands over (a refusal or a flow keeps its own text instead).
 HANDOFF_LEAD = {
     "asked": {"zh": "好的。", "en": "Sure."},
+    "complaint": {
+        "zh": "非常抱歉给您带来了不好的体验，您的投诉我们会认真处理。",
+        "en": "I'm very sorry about this; we take your complaint seriously.",
+    },
     "negative_sentiment": {
         "zh": "非常抱歉给您带来了不好的体验。",
         "en": "I'm sorry for the trouble.",
@@ -120,6 +151,14 @@ HANDOFF_UNAVAILABLE = {
     "zh": "抱歉，目前无法为您转接人工客服。您可以继续问我，我会尽力帮您。",
     "en": "Sorry, I can't connect you with a human agent at the moment. Keep asking me and I'll do my best.",
 }
+COMPLAINT_UNAVAILABLE = {
+    "zh": "非常抱歉给您带来了不好的体验。目前无法为您转接人工客服，请把情况告诉我，我会尽力帮您，"
+    "也可以稍后再发「投诉」。",
+    "en": "I'm very sorry about this. I can't connect you with a human agent at the moment; tell me what "
+    "happened and I'll do my best, or send “complaint” again a little later.",
+}
+# After an answer to a question asked in the middle of a flow: what the flow still waits for.
+FLOW_REMINDER = {"zh": "另外，{prompt}", "en": "Meanwhile: {prompt}"}
 _QUEUED = {
     "zh": "已为您转接人工客服，您前面还有 {ahead} 位，预计等待约 {minutes} 分钟。客服接入前，您发的消息会直接转给客服。",
     "en": "I've passed you to a human agent: {ahead} {people} ahead of you, expected wait about {minutes} "

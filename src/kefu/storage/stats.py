@@ -36,7 +36,7 @@ COUNTERS = (
     "flows_completed",
     "flows_failed",
 )
-RESOLVING_KINDS = ("faq", "grounded")  # plus a flow with outcome "completed"
+RESOLVING_KINDS = ("faq", "grounded", "policy")  # plus a flow with outcome "completed"
 NEUTRAL_KINDS = ("smalltalk",)
 FAILED_FLOW_OUTCOMES = ("handoff", "failed")
 
