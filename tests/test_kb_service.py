@@ -4,6 +4,7 @@ embedder and the FAISS index on disk; and the `kefu kb` commands a newcomer uses
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -171,6 +172,24 @@ def test_a_broken_file_is_reported_once_per_change(
     assert [e["target"] for e in service.sync(service.sources.list()[0]).new_errors] == ["broken.txt"]
 
 
+def test_each_start_up_warns_about_a_broken_file_only_until_it_was_said(
+    open_service: Callable[..., KnowledgeService], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kb_dir = tmp_path / "pack"
+    shutil.copytree(MINI_KB, kb_dir)
+    (kb_dir / "scan.pdf").write_bytes(b"%PDF-1.4 truncated")
+    service = open_service(kb_dir=kb_dir)
+    with caplog.at_level(logging.INFO, logger="kefu.kb"):
+        service.bootstrap(kb_dir)
+        first = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "kefu.kb"]
+        caplog.clear()
+        service.bootstrap(kb_dir)  # the next start-up
+        again = [r.getMessage() for r in caplog.records if r.name == "kefu.kb"]
+    assert len(first) == 1 and "scan.pdf" in first[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "kefu.kb"]
+    assert any("1 file(s) still unreadable (reported before): scan.pdf" in m for m in again), again
+
+
 def test_versions_are_accepted_as_v1_or_1_everywhere_in_the_cli(
     tmp_path: Path, shared_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,6 +272,30 @@ def test_startup_does_not_mix_the_demo_pack_into_an_ingested_kb(
     service = open_service()
     service.ingest([str(folder)])
     assert service.bootstrap(service.settings.kb_dir) is None  # KEFU_KB_DIR = the demo shop by default
+    assert {d.doc_id for d in service.store.documents()} == {"faq.csv", "guide/returns.md"}
+
+
+def test_the_shops_own_kb_dir_replaces_the_demo_pack_kefu_demo_left(
+    open_service: Callable[..., KnowledgeService], tmp_path: Path
+) -> None:
+    """`kefu demo` (or a first start) imported the demo shop into the one database; the shop then starts
+    `kefu serve` with KEFU_KB_DIR=its folder: the folder replaces the demo pack instead of being ignored."""
+    service = open_service()
+    service.bootstrap(service.settings.kb_dir)  # the demo shop
+    demo_docs = {d.doc_id for d in service.store.documents()}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(KnowledgeBaseError, match="no readable documents"):
+        service.bootstrap(empty)  # nothing readable: the demo pack stays
+    assert {d.doc_id for d in service.store.documents()} == demo_docs
+
+    mine = write_folder(tmp_path / "mine")
+    report = service.bootstrap(mine)
+    assert report is not None and sorted(report.documents) == ["faq.csv", "guide/returns.md"]
+    assert {d.doc_id for d in service.store.documents()} == {"faq.csv", "guide/returns.md"}
+    assert [s.location for s in service.sources.list()] == [str(mine.resolve())]
+    # `kefu demo` again: the shop's knowledge base is kept, the demo pack not mixed in
+    assert service.bootstrap(service.settings.kb_dir) is None
     assert {d.doc_id for d in service.store.documents()} == {"faq.csv", "guide/returns.md"}
 
 

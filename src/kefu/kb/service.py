@@ -391,23 +391,52 @@ class KnowledgeService:
             raise KnowledgeBaseError(f"knowledge base folder {kb_dir} does not exist; set KEFU_KB_DIR")
         location = str(kb_dir.resolve())
         known = next((s for s in self.sources.list() if s.location == location), None)
+        demo = None
         if known is None and self.store.head() is not None:
-            # The knowledge base was built another way (`kefu kb ingest`, the API): KEFU_KB_DIR (by
-            # default the demo shop) is not mixed into it.
-            log.info(
-                "a knowledge base is in use; %s is not one of its sources, so it is not imported", kb_dir
-            )
-            return None
+            demo = self._demo_pack_only()
+            if demo is None:
+                # The knowledge base was built another way (`kefu kb ingest`, the API): KEFU_KB_DIR (by
+                # default the demo shop) is not mixed into it.
+                log.info(
+                    "a knowledge base is in use; %s is not one of its sources, so it is not imported", kb_dir
+                )
+                return None
         source = known or self.sources.add("folder", location, self.settings.kb_sync_interval)
         report = self.sync(source, author="startup")
         log_report(report)
-        if self.store.head() is None:
+        if self.store.head() is None or (demo is not None and not report.documents):
+            if demo is not None:
+                self.sources.remove(source.id)  # the demo pack stays until the folder can be read
             detail = "; ".join(f"{e['target']}: {e['error']}" for e in report.errors[:3])
             raise KnowledgeBaseError(
                 f"knowledge base folder {kb_dir} has no readable documents"
                 f"{f' ({detail})' if detail else ''}; add Markdown, PDF, DOCX, HTML or FAQ files or fix KEFU_KB_DIR"
             )
+        if demo is not None:
+            self._retire_demo_pack(demo, report, kb_dir)
         return report
+
+    def _demo_pack_only(self) -> Source | None:
+        """The bundled demo shop's source, when it is the only one (the knowledge base `kefu demo` or a
+        first start without KEFU_KB_DIR made): a KEFU_KB_DIR of the shop's own then replaces it."""
+        from kefu.config import DEMO_SHOP_DIR
+
+        sources = self.sources.list()
+        demo_location = str(DEMO_SHOP_DIR.resolve())
+        return sources[0] if len(sources) == 1 and sources[0].location == demo_location else None
+
+    def _retire_demo_pack(self, demo: Source, report: IngestReport, kb_dir: Path) -> None:
+        self.sources.remove(demo.id)
+        head = self._head_hashes()
+        gone = [d for d in demo.doc_ids if d in head and d not in report.documents]
+        if gone:
+            self.delete(gone, author="startup")
+        log.info(
+            "%s replaces the demo shop's knowledge pack: %d demo document(s) retired "
+            "(`kefu kb history` shows them; `kefu kb rollback` brings them back)",
+            kb_dir,
+            len(gone),
+        )
 
     def close(self) -> None:
         self.index.close()
