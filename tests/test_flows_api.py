@@ -39,10 +39,12 @@ def test_order_status_asks_for_identity_before_showing_anything(shop: TestClient
     assert model.history == []  # the model neither decided nor phrased any of it
 
 
-def test_eight_days_after_delivery_a_return_needs_a_quality_problem_and_photos(shop: TestClient):
+def test_eight_days_after_delivery_a_quality_return_goes_to_a_person_who_checks_the_photos(shop: TestClient):
+    """The chat carries no pictures yet: 「照片已上传」 is a claim, so a person checks the photos."""
     _, replies = chat(shop, "耳机收到8天了想退", "XP1002", "9002", "耳机有杂音，质量问题", "照片已上传")
-    assert "照片" in replies[3]["content"]
-    assert "RT" in replies[4]["content"] and returns_of(shop, "XP1002") == 1
+    assert "照片" in replies[3]["content"] and replies[3]["answer_kind"] == "flow"
+    assert replies[4]["answer_kind"] == "handoff" and "人工客服" in replies[4]["content"]
+    assert "RT" not in replies[4]["content"] and returns_of(shop, "XP1002") == 0
 
 
 def test_eight_days_without_a_quality_problem_is_refused_by_policy(shop: TestClient):

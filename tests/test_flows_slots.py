@@ -71,17 +71,30 @@ def test_yes_no(text: str, found: bool | None) -> None:
 @pytest.mark.parametrize(
     ("text", "found"),
     [
-        ("已上传", [read.ATTACHED_BY_WORD]),
-        ("发了照片", [read.ATTACHED_BY_WORD]),
-        ("I attached a photo", [read.ATTACHED_BY_WORD]),
-        ("[图片:a.jpg] 请看", ["[图片:a.jpg]"]),
-        ("upload://abc123", ["upload://abc123"]),
+        ("已上传", [read.SAYS_HAS_PHOTOS]),  # a claim only: the flow has a person check the photos
+        ("发了照片", [read.SAYS_HAS_PHOTOS]),
+        ("有", [read.SAYS_HAS_PHOTOS]),
+        ("I attached a photo", [read.SAYS_HAS_PHOTOS]),
+        ("[图片:a.jpg] 请看", [read.SAYS_HAS_PHOTOS]),
         ("没有照片", []),
+        ("没有", []),
         ("左耳没声音", None),
     ],
 )
-def test_photos(text: str, found: list[str] | None) -> None:
+def test_photos_reads_what_the_customer_says_never_evidence(text: str, found: list[str] | None) -> None:
     assert read.photos(text) == found
+
+
+@pytest.mark.parametrize("text", ["要多久？", "可以吗？", "是不是要运费？", "确认取消后钱多久退回"])
+def test_a_question_is_never_read_as_a_yes(text: str) -> None:
+    assert read.yes_no(text) is None
+
+
+def test_a_question_is_not_free_text() -> None:
+    assert read.free_text("运费是谁出的呀？", min_length=8) is None
+    assert (
+        read.free_text("浙江省杭州市西湖区文一西路1888号", min_length=8) == "浙江省杭州市西湖区文一西路1888号"
+    )
 
 
 def test_choice_takes_the_earliest_word() -> None:
@@ -106,6 +119,22 @@ def test_choice_takes_the_earliest_word() -> None:
         ("I want to return my headphones", "return_exchange"),
         ("你们几点上班", None),
         ("发票抬头填错了怎么办", None),
+        # a question ABOUT a policy is for the knowledge base; the customer's own request starts the flow
+        ("换货运费谁出？", None),
+        ("退货要多久到账", None),
+        ("怎么取消订单？", None),
+        ("能开发票吗？", None),
+        ("下单后能修改收货地址吗？", None),
+        ("怎么查物流", None),
+        ("我想问一下退货运费谁出", None),
+        ("How long does a refund take?", None),
+        ("我要换货", "return_exchange"),
+        ("帮我退了这个订单", "return_exchange"),
+        ("耳机收到8天了想退，可以吗？", "return_exchange"),
+        ("XP1001 能退款吗", "return_exchange"),
+        ("发货了吗", "order_status"),
+        ("[身份证号_1]，帮我查下订单", "order_status"),
+        ("I want a refund", "return_exchange"),
     ],
 )
 def test_detect_flow(text: str, flow: str | None) -> None:

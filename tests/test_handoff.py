@@ -163,7 +163,8 @@ def test_a_flow_that_ends_in_a_handoff_by_policy_queues_with_priority_3(
     flow_text, notice = last["message"]["content"].split("\n\n")[-2:]
     assert "RT" not in flow_text and "转接人工客服" in notice
     [queued] = queue_of(shop, sign_in(shop))["handoffs"]
-    assert queued["priority"] == 3 and "policy_no_reason_after_7_days" in queued["summary"]
+    assert queued["priority"] == 3 and "超过 7 天无理由退货期" in queued["summary"]
+    assert "policy_no_reason_after_7_days" not in queued["summary"]  # words, never internal names
 
 
 def test_a_vip_goes_first_and_one_question_without_a_source_is_enough(

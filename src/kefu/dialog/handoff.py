@@ -3,7 +3,8 @@
 Triggers, most urgent first (the handoff's ``priority``; a VIP customer's handoff is always 1):
 
     1  a VIP customer (``KEFU_VIP_USERS``): any trigger below; one answer without a source suffices
-    2  sustained negative sentiment (``kefu.safety.sentiment``'s escalation rule)
+    2  a complaint (「我要投诉」「12315」, "file a complaint": ``kefu.dialog.router.wants_to_complain``);
+       sustained negative sentiment (``kefu.safety.sentiment``'s escalation rule)
     3  a task flow that failed or hands over by policy; a refusal of a sensitive topic
        (``KEFU_HANDOFF_SCOPE_TOPICS``, default the scope guard's "legal": disputes a person should handle)
     4  the customer asks (「转人工」, "agent", …: ``kefu.dialog.router.wants_human``)
@@ -11,12 +12,15 @@ Triggers, most urgent first (the handoff's ``priority``; a VIP customer's handof
 
 While a handoff is queued or active the bot is silent: customer messages go to the agent. Outside
 working hours (``kefu.dialog.hours``) a handoff is created as a ticket instead, and the bot keeps answering.
+The turn that hands over says one coherent thing: the flow's or the refusal's own text without its offer
+to transfer (「我可以为您转接人工客服」), then the queue notice (「已为您转接人工客服…」).
 Every state change and agent reply is appended to the audit chain and published as a live event.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +41,7 @@ from kefu.storage.stats import SqlStatsStore, turn_changes
 
 PRIORITY = {
     "vip": 1,
+    "complaint": 2,
     "negative_sentiment": 2,
     "flow_failed": 3,
     "sensitive": 3,
@@ -46,11 +51,29 @@ PRIORITY = {
 KEEPS_ANSWER = ("flow_failed", "sensitive")  # the flow's message or the refusal stays before the notice
 # (kind, payload, conversation_id, actor) → the audit record; payloads hold redacted text only
 AuditAppend = Callable[[str, dict[str, Any], str, str], object]
+# A sentence that offers or announces a transfer to a person: the queue notice says that instead.
+_TRANSFER = re.compile(
+    r"转接|转人工|\b(pass(ing)? you|transfer(ring)? you|connect(ing)? you with|put(ting)? you through)\b",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r".*?(?:[。！？!?]+|\.(?=\s|$)|$)\s*", re.DOTALL)
+
+
+def without_transfer_offer(text: str) -> str:
+    """``text`` without the sentences that offer or announce a transfer to a human agent."""
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        kept = [s for s in _SENTENCE.findall(paragraph) if s.strip() and not _TRANSFER.search(s)]
+        if "".join(kept).strip():
+            paragraphs.append("".join(kept).strip())
+    return "\n\n".join(paragraphs)
 
 
 @dataclass(frozen=True)
 class Trigger:
-    reason: str  # "asked" | "negative_sentiment" | "low_confidence" | "sensitive" | "flow_failed"
+    reason: (
+        str  # "asked" | "complaint" | "negative_sentiment" | "low_confidence" | "sensitive" | "flow_failed"
+    )
     priority: int
     vip: bool = False
 
@@ -62,8 +85,10 @@ class Opened:
     notice: str  # the queue place and wait, or the ticket text
 
     def reply(self, trigger: Trigger, planned: str, lang: Lang) -> str:
-        if trigger.reason in KEEPS_ANSWER and planned:
-            return f"{planned}\n\n{self.notice}"
+        """The turn's one message: why (the flow's or refusal's text, or a lead), then the notice."""
+        kept = without_transfer_offer(planned) if trigger.reason in KEEPS_ANSWER else ""
+        if kept:
+            return f"{kept}\n\n{self.notice}"
         lead = prompts.HANDOFF_LEAD.get(trigger.reason, {}).get(lang, "")
         return f"{lead}{self.notice}"
 
@@ -118,14 +143,18 @@ class HandoffDesk:
         topic: str | None = None,
         flow_outcome: str | None = None,
     ) -> Trigger | None:
-        """Whether this turn hands over, and why (the most urgent reason wins)."""
+        """Whether this turn hands over, and why (the most urgent reason wins; a complaint before the
+        anger that often comes with it). ``topic`` "complaint" marks a handoff the customer's complaint
+        asked for."""
         vip = await self._is_vip(conversation_id)
         reasons = []
+        if answer_kind == "handoff" and topic == "complaint":
+            reasons.append("complaint")
         if escalate:
             reasons.append("negative_sentiment")
         if flow_outcome in ("handoff", "failed"):
             reasons.append("flow_failed")
-        elif answer_kind == "handoff":
+        elif answer_kind == "handoff" and topic != "complaint":
             reasons.append("asked")
         if answer_kind == "refused" and topic is not None and topic in self.settings.handoff_scope_topics:
             reasons.append("sensitive")

@@ -1,12 +1,12 @@
-"""Route a customer message: small talk, a request for a human agent, or a question for the knowledge
-base (task flows are recognised by ``kefu.flows.detect_flow``)."""
+"""Route a customer message: small talk, a complaint, a request for a human agent, or a question for the
+knowledge base (task flows are recognised by ``kefu.flows.detect_flow``)."""
 
 from __future__ import annotations
 
 import re
 from typing import Literal
 
-Route = Literal["greeting", "thanks", "ack", "human", "knowledge"]
+Route = Literal["greeting", "thanks", "ack", "complaint", "human", "knowledge"]
 
 _GREETING = re.compile(
     r"^\s*(你好|您好|在吗|在不在|哈喽|嗨|hello|hi|hey|good (morning|afternoon|evening))[\s!！。.,，~～?？呀啊呢]*$",
@@ -39,6 +39,22 @@ _HUMAN_EN = re.compile(
 _NOT_HUMAN_EN = re.compile(r"\b(don'?t|do not|no need to)\b[^.?!]{0,12}\b(human|person|agent)\b", re.I)
 
 
+# 「我要投诉」「举报」「打12315」「给你们差评」, "I want to file a complaint" — but not 「不是投诉」 or 「差评多吗」.
+_COMPLAINT_ZH = re.compile(
+    r"投诉|举报|12315|消协|消费者协会|市场监管局|工商局|(给|打|写|留|发)[^，,。！？!?]{0,6}差评|差评(警告|伺候)"
+)
+_NOT_COMPLAINT_ZH = re.compile(r"(不|别|没|无需|不用)(是|要|想|打算|会)?(要)?(投诉|举报|差评)")
+_COMPLAINT_EN = re.compile(r"\b(complain(t|ts|ing)?|report you|consumer (protection|association))\b", re.I)
+_NOT_COMPLAINT_EN = re.compile(r"\b(not|no|don'?t|never)\b[^.?!]{0,12}\bcomplain", re.I)
+
+
+def wants_to_complain(text: str) -> bool:
+    """Whether the customer complains, or threatens a complaint or a bad review: a person takes it."""
+    if _COMPLAINT_ZH.search(text) and not _NOT_COMPLAINT_ZH.search(text):
+        return True
+    return bool(_COMPLAINT_EN.search(text)) and not _NOT_COMPLAINT_EN.search(text)
+
+
 def wants_human(text: str) -> bool:
     """Whether the customer asks for a human agent."""
     if _HUMAN_ZH.search(text) and not _NOT_HUMAN_ZH.search(text):
@@ -53,6 +69,8 @@ def route(text: str) -> Route:
         return "thanks"
     if _ACK.match(text):
         return "ack"
+    if wants_to_complain(text):
+        return "complaint"
     if wants_human(text):
         return "human"
     return "knowledge"

@@ -130,6 +130,29 @@ class FlowEngine:
         self._answer(spec, turn, customer_text, resumed=idle > RESUME_GAP)
         return turn.finish()
 
+    def answers(self, state: FlowState, customer_text: str) -> bool:
+        """Whether ``customer_text`` answers the question the flow waits on (read deterministically), or
+        stops or restarts the flow. The caller answers anything else that is a question from the knowledge
+        base and leaves the flow waiting (「退款多久到账？」 while the order number is awaited)."""
+        if state.outcome != "ongoing" or state.step is None or state.flow not in self.specs:
+            return True  # advance() replays or reports it
+        step = self.specs[state.flow].steps.get(state.step)
+        if not isinstance(step, Ask) or _QUIT.match(customer_text) or _RESTART.search(customer_text):
+            return True
+        return readers.extract(step.validator, customer_text, step.options) is not None
+
+    def waiting_for(self, state: FlowState) -> FlowMessage | None:
+        """The question an ongoing flow waits on, as it was asked (to remind the customer of it)."""
+        spec = self.specs.get(state.flow)
+        step = spec.steps.get(state.step) if spec is not None and state.step else None
+        if state.outcome != "ongoing" or not isinstance(step, Ask):
+            return None
+        context = self._context(state)
+        try:
+            return FlowMessage(zh=render(step.prompt.zh, context), en=render(step.prompt.en, context))
+        except MissingValue:
+            return None
+
     # ----- one turn -----
 
     def _answer(self, spec: FlowSpec, turn: _Turn, text: str, *, resumed: bool) -> None:

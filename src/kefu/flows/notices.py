@@ -6,29 +6,29 @@ from kefu.flows.spec import Ask, Text
 
 NOTICES: dict[str, Text] = {
     "too_many_tries": Text(
-        "这一项几次都没能核对上，为了您的账户安全，我帮您转接人工客服继续处理。",
-        "We could not confirm this after several tries; for your account's safety I'll pass you to a human agent.",
+        "这一项几次都没能核对上。为了您的账户安全，我帮您转接人工客服继续处理。",
+        "We could not confirm this after several tries. For your account's safety, I'll pass you to a human agent.",
     ),
     "unavailable_read": Text(
         "抱歉，订单系统暂时无法响应，这次没有为您办理任何操作。我已为您转接人工客服，请稍候。",
         "Sorry, the order system is not responding, so nothing was changed. I'm passing you to a human agent.",
     ),
     "unavailable_write": Text(
-        "抱歉，订单系统暂时没有确认办理结果。请不要重复提交（重试也不会重复办理），我已为您转接人工客服核实。",
+        "抱歉，订单系统暂时没有确认办理结果。请不要重复提交（重试也不会重复办理）。我已为您转接人工客服核实。",
         "Sorry, the order system did not confirm the request. Please don't resubmit (a retry never creates a "
-        "duplicate); I'm passing you to a human agent to check.",
+        "duplicate). I'm passing you to a human agent to check.",
     ),
     "rejected": Text(
-        "订单系统没有受理这次申请，我帮您转接人工客服看看具体原因。",
-        "The order system declined this request; I'll pass you to a human agent to look into it.",
+        "订单系统没有受理这次申请，需要人工客服看看具体原因。我帮您转接人工客服。",
+        "The order system declined this request, and a human agent needs to look into it. I'll pass you over.",
     ),
     "not_found": Text(
-        "没有找到这个订单，我帮您转接人工客服核实。",
-        "I couldn't find that order; I'll pass you to a human agent to check.",
+        "没有找到这个订单，需要人工客服核实。我帮您转接人工客服。",
+        "I couldn't find that order, so a human agent needs to check. I'll pass you over.",
     ),
     "not_verified": Text(
-        "办理前需要先核对您的身份，我帮您转接人工客服。",
-        "Your identity has to be confirmed first; I'll pass you to a human agent.",
+        "办理前需要先核对您的身份。我帮您转接人工客服。",
+        "Your identity has to be confirmed first. I'll pass you to a human agent.",
     ),
     "flow_error": Text(
         "抱歉，这项办理暂时出了问题，没有为您做任何更改。我帮您转接人工客服。",
@@ -53,8 +53,9 @@ def default_invalid(step: Ask) -> Text:
         ),
         "yes_no": Text("请回复「是」或「否」。", "Please answer yes or no."),
         "photos": Text(
-            "请上传照片或视频，或告诉我「已上传」。",
-            "Please upload a photo or video, or tell me you've attached it.",
+            "请回复您有没有照片或视频（这里的聊天暂时还不能发送图片，由人工客服查看）。",
+            "Please tell me whether you have a photo or video (a human agent checks it; this chat can't carry "
+            "pictures yet).",
         ),
     }
     return hints.get(step.validator, Text("没有看懂您的回复。", "Sorry, I didn't catch that."))

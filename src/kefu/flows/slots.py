@@ -1,7 +1,8 @@
 """Deterministic slot extraction: what a customer's message says about one slot, or ``None``.
 
-No model is involved: order ids, phone last-4 digits, reasons, yes/no and photo references are read
-with patterns and word lists, so the same text always fills the same slots.
+No model is involved: order ids, phone last-4 digits, reasons, yes/no and what the customer says about
+photos are read with patterns and word lists, so the same text always fills the same slots. A question is never read as a
+yes or as free text (「要多久？」 is not 「要」, 「运费谁出？」 is not an address).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from kefu.flows.questions import is_question
 
 ORDER_ID = re.compile(r"(?<![A-Za-z0-9])XP\d{4,}(?!\d)", re.IGNORECASE)
 
@@ -39,20 +42,20 @@ _YES = re.compile(
     re.IGNORECASE,
 )
 
-_UPLOAD_REF = re.compile(
-    r"(upload://\S+|\[(?:图片|视频|image|photo|video)(?::[^\]]*)?\]"
-    r"|\S+\.(?:jpe?g|png|gif|webp|heic|mp4|mov)\b)",
-    re.IGNORECASE,
-)
-_ATTACHED = re.compile(
-    r"(已上传|上传了|传了|已发|发了|发过|已经发|附上|附了|已附|拍了|attached|uploaded|sent (the )?(photo|picture|video)s?)",
-    re.IGNORECASE,
-)
 _NO_PHOTOS = re.compile(
-    r"(没有(照片|图片|视频)|没拍|拍不了|不想拍|没法拍|no (photos?|pictures?|videos?)|can't take|cannot take)",
+    r"(没有(照片|图片|视频)|没拍|拍不了|不想拍|没法拍|no (photos?|pictures?|videos?)|can't take|cannot take"
+    r"|^\s*(没有|没|no|nope)\s*[。.!！~]*$)",
     re.IGNORECASE,
 )
-ATTACHED_BY_WORD = "customer-said-attached"
+# The customer says they have photos (「已上传」「拍了」「有」, a file name): a claim, never evidence.
+_HAS_PHOTOS = re.compile(
+    r"(已上传|上传了|传了|已发|发了|发过|已经发|附上|附了|已附|拍了|拍好了|有(照片|图片|视频|图)"
+    r"|\[(图片|视频|image|photo|video)[^\]]*\]|upload://|\.(jpe?g|png|gif|webp|heic|mp4|mov)\b"
+    r"|attached|uploaded|i have (a |the |some )?(photo|picture|video)s?|sent (the )?(photo|picture|video)s?"
+    r"|^\s*(有|有的|有啊|yes|yep|i do)\s*[。.!！~]*$)",
+    re.IGNORECASE,
+)
+SAYS_HAS_PHOTOS = "customer-says-has-photos"
 
 
 def order_id(text: str) -> str | None:
@@ -91,6 +94,8 @@ def choice(text: str, choices: Mapping[str, Sequence[str]]) -> str | None:
 
 
 def yes_no(text: str) -> bool | None:
+    if is_question(text):
+        return None
     if _NO.match(text):
         return False
     if _YES.match(text):
@@ -99,21 +104,17 @@ def yes_no(text: str) -> bool | None:
 
 
 def photos(text: str) -> list[str] | None:
-    """Uploaded-file references; ``[ATTACHED_BY_WORD]`` when the customer says they sent them;
-    ``[]`` when they say they have none; ``None`` when the text says nothing about photos."""
-    refs = _UPLOAD_REF.findall(text)
-    if refs:
-        return list(refs)
+    """What the customer says about photos: ``[]`` none, ``[SAYS_HAS_PHOTOS]`` they have some (「已上传」,
+    「有」, a file name), ``None`` nothing. Never evidence: the chat carries no pictures yet, so anything
+    typed is a claim, and a person checks the photos (the return flow hands over for that)."""
     if _NO_PHOTOS.search(text):
         return []
-    if _ATTACHED.search(text):
-        return [ATTACHED_BY_WORD]
-    return None
+    return [SAYS_HAS_PHOTOS] if _HAS_PHOTOS.search(text) else None
 
 
 def free_text(text: str, *, min_length: int = 1) -> str | None:
     cleaned = text.strip()
-    return cleaned if len(cleaned) >= min_length else None
+    return cleaned if len(cleaned) >= min_length and not is_question(cleaned) else None
 
 
 def pattern(text: str, regex: re.Pattern[str]) -> str | None:

@@ -4,7 +4,8 @@ A flow file::
 
     name: cancel_order
     priority: 30                     # detect_flow tries higher priorities first
-    triggers: [取消订单, cancel my order]
+    requests: [我要取消, cancel my order]   # the customer's own request: starts the flow, even in a question
+    triggers: [取消订单]                # the topic: starts the flow unless asked ABOUT the policy
     start: ask_order
     steps:
       ask_order:   {ask: order_id, prompt: {zh: ..., en: ...}, next: get_order}
@@ -128,6 +129,7 @@ class FlowSpec:
     triggers: tuple[str, ...] = ()
     priority: int = 0
     description: str = ""
+    requests: tuple[str, ...] = ()
 
     def step(self, name: str) -> Step:
         return self.steps[name]
@@ -145,7 +147,7 @@ _ALLOWED = {
     "handoff": {"handoff", "say"},
     "end": {"end", "say", "result"},
 }  # fmt: skip
-_TOP = {"name", "description", "priority", "triggers", "start", "steps"}
+_TOP = {"name", "description", "priority", "triggers", "requests", "start", "steps"}
 
 
 class _Reader:
@@ -313,9 +315,10 @@ def parse_flow(raw: Any, source: str) -> FlowSpec:
     if unknown or not isinstance(raw.get("name"), str) or not isinstance(raw.get("steps"), Mapping):
         raise reader.fail(f"need `name` and `steps` (a mapping); unknown keys {sorted(unknown)}")
     steps = {str(name): reader.step_from(str(name), body) for name, body in raw["steps"].items()}
-    triggers = raw.get("triggers") or []
-    if not isinstance(triggers, list) or not all(isinstance(t, str) for t in triggers):
-        raise reader.fail("`triggers` must be a list of words")
+    triggers, requests = raw.get("triggers") or [], raw.get("requests") or []
+    for key, words in (("triggers", triggers), ("requests", requests)):
+        if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+            raise reader.fail(f"`{key}` must be a list of words")
     spec = FlowSpec(
         name=raw["name"],
         start=str(raw.get("start", "")),
@@ -324,6 +327,7 @@ def parse_flow(raw: Any, source: str) -> FlowSpec:
         triggers=tuple(triggers),
         priority=int(raw.get("priority", 0)),
         description=str(raw.get("description", "")),
+        requests=tuple(requests),
     )
     _check_graph(spec, reader)
     return spec

@@ -86,8 +86,10 @@
       reason_negative_sentiment: "客户情绪负面",
       reason_low_confidence: "连续未找到答案",
       reason_sensitive: "敏感话题",
-      reason_flow_failed: "业务流程失败",
+      reason_flow_failed: "业务办理需要人工",
+      reason_complaint: "客户投诉",
       reason_vip: "VIP 客户",
+      reason_other: "其他原因",
       kind_grounded: "知识库",
       kind_faq: "FAQ",
       kind_no_answer: "未找到答案",
@@ -95,7 +97,8 @@
       kind_refused: "已拒答",
       kind_smalltalk: "寒暄",
       kind_greeting: "寒暄",
-      kind_flow: "业务流程",
+      kind_flow: "业务办理",
+      kind_policy: "退换规则",
       kind_handoff: "转人工",
       kind_ticket: "留言工单",
     },
@@ -172,8 +175,10 @@
       reason_negative_sentiment: "Negative sentiment",
       reason_low_confidence: "No answer found twice",
       reason_sensitive: "Sensitive topic",
-      reason_flow_failed: "A flow failed",
+      reason_flow_failed: "A task needs a person",
+      reason_complaint: "Complaint",
       reason_vip: "VIP customer",
+      reason_other: "Other reason",
       kind_grounded: "Knowledge base",
       kind_faq: "FAQ",
       kind_no_answer: "No answer",
@@ -181,7 +186,8 @@
       kind_refused: "Refused",
       kind_smalltalk: "Small talk",
       kind_greeting: "Small talk",
-      kind_flow: "Flow",
+      kind_flow: "Task",
+      kind_policy: "Return rules",
       kind_handoff: "Handoff",
       kind_ticket: "Ticket",
     },
@@ -568,7 +574,7 @@
 
   function reasonLabel(reason) {
     const key = `reason_${String(reason || "").trim().toLowerCase()}`;
-    return has(key) ? t(key) : String(reason || "");
+    return has(key) ? t(key) : t("reason_other"); // never an internal name
   }
 
   function statusLabel(h) {
@@ -750,11 +756,10 @@
   function renderMessage(message) {
     const role = ["user", "assistant", "agent"].includes(message.role) ? message.role : "system";
     const head = el("div", { class: "msg-head" }, [el("span", { class: "msg-who", text: whoLabel(message) })]);
-    if (role === "assistant" && message.answer_kind) {
-      const key = `kind_${message.answer_kind}`;
+    const kindKey = `kind_${message.answer_kind}`;
+    if (role === "assistant" && message.answer_kind && has(kindKey)) { // an unknown kind: no label, never its name
       head.append(el("span", {
-        class: `kind k-${message.answer_kind}`, "data-testid": "answer-kind",
-        text: has(key) ? t(key) : message.answer_kind,
+        class: `kind k-${message.answer_kind}`, "data-testid": "answer-kind", text: t(kindKey),
       }));
     }
     const cites = Array.isArray(message.citations) ? message.citations.length : 0;
