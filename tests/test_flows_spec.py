@@ -59,6 +59,13 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
     assert isinstance(verify, Call) and verify.args == {"phone_last4": "slots.phone_last4"}
 
 
+def test_requests_and_triggers_are_lists_of_words(tmp_path: Path) -> None:
+    spec = load_flow(write(tmp_path, {**good(), "requests": ["我要查"], "triggers": ["订单"]}))
+    assert (spec.requests, spec.triggers) == (("我要查",), ("订单",))
+    with pytest.raises(ConfigError, match="`requests` must be a list of words"):
+        load_flow(write(tmp_path, {**good(), "requests": "我要查"}))
+
+
 def broken(step: str, **body: Any) -> dict[str, Any]:
     raw = good()
     raw["steps"][step] = body

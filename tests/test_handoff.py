@@ -447,7 +447,7 @@ def test_kefu_agent_adds_lists_and_deactivates_accounts(
     again = runner.invoke(cli, ["agent", "add", "ann", "--password", "password-3"])
     assert again.exit_code == 2 and "already exists" in again.output
     assert runner.invoke(cli, ["agent", "deactivate", "ann"]).exit_code == 0
-    listed = runner.invoke(cli, ["agent", "list"]).output.splitlines()
+    listed = runner.invoke(cli, ["agent", "list"]).stdout.splitlines()  # stderr names the database
     assert [line.split("\t")[:3] for line in listed] == [
         ["ann", "安娜", "deactivated"],
         ["bob", "bob", "active"],
