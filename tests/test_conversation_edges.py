@@ -135,6 +135,7 @@ def test_a_complaint_is_handed_to_a_person_with_an_apology(shop: TestClient, tex
     assert reply["answer_kind"] == "handoff" and reply["handoff"]["reason"] == "complaint"
     content = reply["message"]["content"]
     assert content.startswith(("非常抱歉", "I'm very sorry")), content
+    assert not re.search(r"[.!?][A-Z]", content), content  # "seriously. I've passed you…"
     [handoff] = queued(shop)
     assert handoff["priority"] == 2 and handoff["reason"] == "complaint"
 

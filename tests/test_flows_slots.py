@@ -132,6 +132,8 @@ def test_choice_takes_the_earliest_word() -> None:
         ("帮我退了这个订单", "return_exchange"),
         ("耳机收到8天了想退，可以吗？", "return_exchange"),
         ("XP1001 能退款吗", "return_exchange"),
+        ("XP1002 能退吗", "return_exchange"),
+        ("收到 10 天了，耳机坏了还能退吗？", None),
         ("发货了吗", "order_status"),
         ("[身份证号_1]，帮我查下订单", "order_status"),
         ("I want a refund", "return_exchange"),

@@ -90,7 +90,7 @@ class Opened:
         if kept:
             return f"{kept}\n\n{self.notice}"
         lead = prompts.HANDOFF_LEAD.get(trigger.reason, {}).get(lang, "")
-        return f"{lead}{self.notice}"
+        return f"{lead}{' ' if lead and lang == 'en' else ''}{self.notice}"
 
 
 class HandoffDesk:
