@@ -224,3 +224,16 @@ def test_numbers_are_checked_across_languages():
     assert contradictions("Orders under 69 yuan pay 10 yuan shipping.", evidence)
     assert not contradictions("运费 8 元。", evidence, numbers=True)
     assert not contradictions("运费 10 元。", evidence, numbers=False)
+
+
+def test_a_multi_part_question_gets_each_parts_sentence():
+    from kefu.dialog.extractive import extract_parts, part_query, split_parts
+
+    question = "耳机保修多久？要自己出运费吗？"
+    parts = split_parts(question)
+    assert parts == ["耳机保修多久", "要自己出运费吗"]
+    assert part_query(parts[1], question) == "保修 要自己出运费吗"  # the part searched with its topic
+    found = extract_parts(parts, [EARPHONES, SHIPPING, WARRANTY])
+    assert found is not None
+    assert "12 个月" in found.text and "小铺优选承担" in found.text and "8 元" not in found.text
+    assert split_parts("你们发什么快递") == ["你们发什么快递"]

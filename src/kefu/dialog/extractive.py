@@ -29,8 +29,9 @@ from kefu.kb.types import Hit
 
 MAX_SENTENCES = 3
 RANK_PRIOR = 0.15  # added for the first chunk, decaying with rank: ties go to the better retrieved chunk
-MIN_CHARS = 6
-OFF_TOPIC = 0.4  # relevance kept by a sentence about another after-sales case than the one asked  # shorter pieces (「例如：」) are not sentences worth sending on their own
+MIN_CHARS = 6  # shorter pieces (「例如：」) are not sentences worth sending on their own
+OFF_TOPIC = 0.4  # relevance kept by a sentence about another after-sales case than the one asked
+NO_TOPIC = 0.7  # …and by one about none, when the question is about one
 
 _TOPICS = {
     "return": re.compile(r"退货|退款|退回|能退|可以退|退吗|\breturn|\brefund", re.I),
@@ -49,6 +50,7 @@ _CASES = {
         re.I,
     ),
 }
+_PARTS = re.compile(r"[？?；;]+|(?:另外|还有|以及|顺便问一?下|and also|also,)", re.I)
 _LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.、)]|#{1,6})\s+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _EN_WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
@@ -146,24 +148,77 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[tuple[Sentence, frozenset[s
 
 
 def extract_answer(
-    question: str, hits: Sequence[Hit], *, lang: str | None = None, max_sentences: int = MAX_SENTENCES
+    question: str,
+    hits: Sequence[Hit],
+    *,
+    lang: str | None = None,
+    max_sentences: int = MAX_SENTENCES,
+    context: str | None = None,
 ) -> Extract | None:
     """The best sentences of ``hits`` for ``question``, cited; None when no sentence shares a content word.
 
-    ``lang`` keeps only chunks in that language (an English question prefers the English FAQ)."""
+    ``lang`` keeps only chunks in that language (an English question prefers the English FAQ);
+    ``context`` is the whole message when ``question`` is one part of it (its case and topic count)."""
+    chosen = choose_sentences(question, hits, lang=lang, max_sentences=max_sentences, context=context)
+    return _compose(chosen) if chosen else None
+
+
+def extract_parts(parts: Sequence[str], hits: Sequence[Hit], *, lang: str | None = None) -> Extract | None:
+    """A multi-part question (「耳机坏了能保修吗？要自己出运费吗？」): the best sentences for each part, together."""
+    whole = "".join(parts)
+    chosen: list[Sentence] = []
+    for part in parts:
+        for sentence in choose_sentences(part, hits, lang=lang, max_sentences=2, context=whole):
+            if sentence.text not in {c.text for c in chosen}:
+                chosen.append(sentence)
+    return _compose(chosen) if chosen else None
+
+
+_TOPIC_WORDS = {
+    "return": "退货",
+    "exchange": "换货",
+    "warranty": "保修",
+    "quality": "质量问题",
+    "own_reason": "无理由",
+}
+
+
+def part_query(part: str, whole: str) -> str:
+    """What to search for one part: the part with the case and topic the whole message is about
+    (「要自己出运费吗」 of a warranty question → 「保修 质量问题 要自己出运费吗」)."""
+    words = [_TOPIC_WORDS[t] for t in sorted(topics(whole) | cases(whole)) if _TOPIC_WORDS[t] not in part]
+    return " ".join([*words, part])
+
+
+def split_parts(question: str) -> list[str]:
+    """The parts of a message that asks several things, split at question marks and 「另外」「还有」."""
+    pieces = [p.strip() for p in _PARTS.split(question)]
+    parts = [p for p in pieces if len(terms(p)) >= 1 and len(p) >= 3]
+    return parts if len(parts) > 1 else [question]
+
+
+def choose_sentences(
+    question: str,
+    hits: Sequence[Hit],
+    *,
+    lang: str | None = None,
+    max_sentences: int = MAX_SENTENCES,
+    context: str | None = None,
+) -> list[Sentence]:
+    """The chosen sentences (see the module docstring), empty when none shares a content word."""
     wanted = terms(question)
     candidates = [
         c for c in candidate_sentences(hits) if lang is None or hits[c[0].hit_index].chunk.lang == lang
     ]
     if not wanted or not candidates:
-        return None
+        return []
     seen: dict[str, int] = {}
     for sentence, heading in candidates:
         for term in (sentence.terms | heading) & wanted:
             seen[term] = seen.get(term, 0) + 1
     weight = {t: math.log(1 + len(candidates) / n) for t, n in seen.items()}
 
-    asked_about, asked_case = topics(question), cases(question)
+    asked_about, asked_case = topics(context or question), cases(context or question)
     about = {id(c[0]): topics(c[0].text) | topics(" ".join(c[1])) for c in candidates}
     case = {id(c[0]): cases(c[0].text) for c in candidates}
 
@@ -172,21 +227,21 @@ def extract_answer(
         own = sum(weight[t] for t in (sentence.terms & wanted) - covered)
         titled = sum(weight[t] for t in (heading & wanted) - sentence.terms - covered)
         # a sentence about returns only does not answer a question about exchanges (and so on)
-        off_topic = asked_about and about[id(sentence)] and not (about[id(sentence)] & asked_about)
+        # (a sentence about no after-sales case at all, e.g. order shipping fees, is half-way)
+        topic = about[id(sentence)]
+        on_topic = 1.0 if not asked_about or topic & asked_about else (NO_TOPIC if not topic else OFF_TOPIC)
         # …nor one about the customer's own reasons (付费维修, 无理由) a question about a defect
         off_case = asked_case and case[id(sentence)] and not (case[id(sentence)] & asked_case)
-        relevance = (
-            (own + 0.5 * titled) * (OFF_TOPIC if off_topic else 1.0) * (OFF_TOPIC if off_case else 1.0)
-        )
+        relevance = (own + 0.5 * titled) * on_topic * (OFF_TOPIC if off_case else 1.0)
         return relevance + RANK_PRIOR * math.log(1 + sum(weight.values())) / (1 + sentence.hit_index)
 
     ranked = sorted(candidates, key=score, reverse=True)
     best = ranked[0]
     if score(best) <= RANK_PRIOR * math.log(1 + sum(weight.values())):  # only the rank prior: no overlap
-        return None
+        return []
     whole = _whole_faq(best, candidates, wanted, weight, max_sentences)
     if whole:
-        return _compose(whole)
+        return whole
     chosen = [best]
     covered = (best[0].terms | best[1]) & wanted
     floor = 0.35 * score(best)
@@ -205,7 +260,7 @@ def extract_answer(
         other = [c for c in ranked if case[id(c[0])] and not (case[id(c[0])] & given) and c not in chosen]
         if other and score(other[0]) >= floor:
             chosen.append(other[0])
-    return _compose([c[0] for c in chosen])
+    return [c[0] for c in chosen]
 
 
 def _whole_faq(

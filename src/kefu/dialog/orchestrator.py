@@ -19,7 +19,7 @@ from anyio import to_thread
 from kefu.config import Settings
 from kefu.dialog import prompts
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
-from kefu.dialog.extractive import Extract, extract_answer
+from kefu.dialog.extractive import Extract, extract_answer, extract_parts, part_query, split_parts
 from kefu.dialog.grounding import contradictions, is_grounded
 from kefu.dialog.language import Lang, detect_language
 from kefu.dialog.memory import is_follow_up, remember, retrieval_query, with_previous_question
@@ -266,13 +266,17 @@ class Assistant:
             return _Answer("faq", hits=[found.faq], text=faq.answer or faq.text, kb_version=v)
         if found.decision != "grounded" or not found.hits:
             return _Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
-        extract = await to_thread.run_sync(lambda: best_extract(question, found.hits, lang))
+        hits = found.hits
+        parts = split_parts(question)
+        if len(parts) > 1:  # several questions in one message: each part's best chunks too
+            hits = await self._part_hits(parts, question, hits)
+        extract = await to_thread.run_sync(lambda: best_extract(parts, hits, lang))
         mode = self._answer_mode()
         if mode == "generate":
-            return _Answer("grounded", hits=found.hits, kb_version=v, extract=extract, mode=mode)
+            return _Answer("grounded", hits=hits, kb_version=v, extract=extract, mode=mode)
         if extract is None:
             return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang], kb_version=v)
-        hits = [found.hits[i] for i in extract.cited]
+        hits = [hits[i] for i in extract.cited]
         if extract.lang != lang and self.model is not None:
             mode = "translate"  # an English question on Chinese sources: the model translates, checked
         elif extract.lang != lang:
@@ -280,6 +284,17 @@ class Assistant:
             return _Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode="extractive")
         text = extract.text if mode == "extractive" else ""
         return _Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode=mode)
+
+    async def _part_hits(self, parts: list[str], question: str, hits: list[Hit]) -> list[Hit]:
+        """The message's hits, then the best few of each part's own search (no chunk twice)."""
+        kb = self.kb
+        assert kb is not None
+        merged = list(hits)
+        for part in parts:
+            found: Retrieval = await to_thread.run_sync(kb.search, part_query(part, question), 3)
+            known = {h.chunk.id for h in merged}
+            merged.extend(h for h in found.hits if h.chunk.id not in known)
+        return merged
 
     async def _policy(self, question: str, lang: Lang) -> _Answer | None:
         """「收到10天了还能退吗」: the return flow's own decision on the hypothetical facts, cited."""
@@ -535,13 +550,17 @@ def grounding_context(messages: list[Message]) -> str:
     return "\n".join(m.content for m in messages)
 
 
-def best_extract(question: str, hits: list[Hit], lang: Lang) -> Extract | None:
-    """The knowledge base's own sentences for the question, from chunks in its language when they answer."""
-    if lang == "en":
-        own = extract_answer(question, hits, lang="en")
-        if own is not None:
-            return own
-    return extract_answer(question, hits)
+def best_extract(parts: list[str], hits: list[Hit], lang: Lang) -> Extract | None:
+    """The knowledge base's own sentences for the question (its parts), from chunks in its language when
+    they answer."""
+    for only in ("en", None) if lang == "en" else (None,):
+        if len(parts) > 1:
+            found = extract_parts(parts, hits, lang=only)
+        else:
+            found = extract_answer(parts[0], hits, lang=only)
+        if found is not None:
+            return found
+    return None
 
 
 def replace_unsupported(plan: _Answer, lang: Lang, extracted: str | None = None) -> None:

@@ -103,8 +103,9 @@ _TEXT = {
         "yes": "签收后第 {days} 天还在 7 天无理由退换期内（从签收次日算起），可以申请{act}，不需要说明理由；"
         "商品需保持完好、无使用痕迹，包装、配件齐全。",
         "evidence": "签收后第 {days} 天：如果是质量问题，可以申请{act}，需要上传能清楚显示问题的照片或视频作为凭证。",
-        "no": "签收后第 {days} 天已超过 7 天无理由退换期：不喜欢、不合适等非质量问题不能再{act}了。",
-        "over": "签收已 {days} 天，超过 15 天不再办理退换货；质量问题在保修期内可以申请免费维修，维修不了的换同款新品。",
+        "no": "签收后第 {days} 天已超过 7 天无理由退换期：第 8–15 天只有质量问题才能{act}，"
+        "不喜欢、不合适等非质量问题不能再{act}了。",
+        "over": "签收已 {days} 天，超过 15 天不再办理{act}；质量问题在保修期内可以申请免费维修，维修不了的换同款新品。",
         "offer": "需要办理的话，告诉我「我要{act}」，我来帮您提交。",
     },
     "en": {
@@ -113,11 +114,11 @@ _TEXT = {
         "and complete with its packaging and accessories.",
         "evidence": "On day {days} after delivery, a quality problem still qualifies: you can {act}, with a "
         "photo or video that clearly shows the problem as evidence.",
-        "no": "Day {days} is past the 7-day no-reason window, so if there is no quality problem (you don't "
-        "like it, it doesn't fit) you can no longer {act}.",
-        "over": "After {days} days — more than 15 days since delivery — returns and exchanges are no longer "
-        "possible; a quality problem within the warranty is repaired free, or replaced with the same model "
-        "if it can't be repaired.",
+        "no": "Day {days} is past the 7-day no-reason window: from day 8 to day 15 only a quality problem "
+        "qualifies, so if there is none (you don't like it, it doesn't fit) you can no longer {act}.",
+        "over": "After {days} days — more than 15 days since delivery — you can no longer {act}; a quality "
+        "problem within the warranty is repaired free, or replaced with the same model if it can't be "
+        "repaired.",
         "offer": "If you'd like to go ahead, say \"I want to {act}\" and I'll start it for you.",
     },
 }
