@@ -163,6 +163,7 @@ def test_an_agent_added_after_kefu_demo_signs_in_to_the_demo_and_start_up_logs_e
     assert log.count("kefu ready") == 1, log
     assert log.count("KEFU_AUDIT_KEYS is not set") == 1, log
     assert "ModuleNotFoundError" not in log and "faiss.loader" not in log, log
+    assert "setup plugin" not in log, log
     assert log.count("database: sqlite:///") == 1 and "demo.db" not in log, log
 
 

@@ -75,9 +75,10 @@ async def _run_server(settings: Settings, host: str, port: int, tls: dict[str, o
 def start_logging() -> None:
     """The server's log format, set before anything logs (the development-key warning included), and
     one line per real warning at start-up: FAISS's loader logs (at INFO) every optional AVX512/AVX2
-    build it could not import before it loads the one that works."""
+    build it could not import before it loads the one that works; Alembic each plugin it sets up."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # "setup plugin …" ×7
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (default KEFU_HOST, 127.0.0.1).")]
