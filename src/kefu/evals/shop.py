@@ -11,6 +11,8 @@ only a failure of the runner itself (or an exception in the chat path) gives a n
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import tempfile
 import time
 import traceback
@@ -102,6 +104,9 @@ def eval_settings(data_dir: Path, llm: str | None = None, **overrides: Any) -> S
         "handoff_hours": "",
         "vip_users": [],
         "llm": llm or configured.llm,
+        # the throw-away audit log gets a throw-away key (not the development-key warning)
+        "audit_keys": configured.audit_keys.get_secret_value()
+        or f"eval:{base64.b64encode(os.urandom(32)).decode()}",
     }
     values.update(overrides)
     return load_settings(**values)
