@@ -110,6 +110,8 @@ def test_a_rollback_survives_the_next_sync_until_the_file_changes(
     policy.write_text("# 退货\n\n签收后7天内可以无理由退货。\n", encoding="utf-8")
     service = open_service()
     service.ingest([str(folder)])
+    unchanged = service.sync(service.sources.list()[0])
+    assert (unchanged.version, unchanged.held) == (None, [])  # nothing to say when nothing was rolled back
     policy.write_text("# 退货\n\n签收后70天内可以无理由退货。\n", encoding="utf-8")  # a typo, synced
     source = service.sources.list()[0]
     assert service.sync(source).version == 2
@@ -304,6 +306,8 @@ def test_demo_pack_readme_is_ignored(open_service: Callable[..., KnowledgeServic
     service.bootstrap(service.settings.kb_dir)
     ids = {d.doc_id for d in service.store.documents()}
     assert "README.md" not in ids and "docs/shipping.md" in ids and "faq/faq_zh.json" in ids
+    again = service.bootstrap(service.settings.kb_dir)  # the next start: nothing changed, nothing to say
+    assert again is not None and (again.version, again.held, again.errors) == (None, [], [])
 
 
 def test_bad_targets_are_clear(open_service: Callable[..., KnowledgeService], tmp_path: Path) -> None:
