@@ -1,15 +1,17 @@
 """Which flow a message asks for, by the flows' own words — deterministic, no model.
 
-A flow file lists two kinds of words:
+A flow file lists two kinds of words, ``requests`` (the customer's own request in the flow's topic:
+「想退」「帮我查下订单」, "where is my order") and ``triggers`` (the topic: 「退货」「换货」「退款」). For the
+first flow, by ``priority``, whose words occur in the message:
 
-* ``requests``: the customer's own request in the flow's topic (「想退」「帮我查下订单」, "where is my
-  order"). They start the flow even inside a question: 「耳机收到8天了想退，可以吗？」 wants a return.
-* ``triggers``: the flow's topic (「退货」「换货」「退款」). They start the flow — unless the message is a
-  question ABOUT the policy (「换货运费谁出？」「退货要多久到账」) with no request of the customer's own
-  (「我要…」「帮我…」, an order number, 「这个订单」): the knowledge base answers those.
+1. an order number (XP…) makes it the customer's own order: the flow starts (「XP1002 能退吗」);
+2. a question about a fact of the policy — who pays, how long, how much, fees — is for the knowledge base
+   (「换货运费谁出？」「退货要多久到账」「耳机有质量问题要退货，运费我要自己出吗？」);
+3. a request starts the flow, also inside a question (「耳机收到8天了想退，可以吗？」「我要换货」
+   「帮我退了这个订单」): a request word of the flow, or 我要… / 帮我… / "I want …" / 「这个订单」;
+4. any other question is for the knowledge base (「能开发票吗？」「怎么查物流」); anything else starts it.
 
-Flows are tried from the highest ``priority`` down, so 「取消订单，要退款」 starts the cancellation, not
-a return; the first flow whose words occur in the message decides.
+Flows are tried from the highest ``priority`` down, so 「取消订单，要退款」 starts the cancellation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-from kefu.flows.questions import is_policy_question, states_request
+from kefu.flows.questions import asks_policy_fact, is_question, names_order, states_request
 from kefu.flows.spec import FlowSpec, demo_flows
 
 
@@ -32,10 +34,14 @@ def detect_flow(text: str, specs: Mapping[str, FlowSpec] | None = None) -> str |
     lowered = text.lower()
     flows = sorted((specs if specs is not None else _demo()).values(), key=lambda s: (-s.priority, s.name))
     for spec in flows:
-        if any(phrase.lower() in lowered for phrase in spec.requests):
+        requested = any(phrase.lower() in lowered for phrase in spec.requests)
+        if not requested and not any(trigger.lower() in lowered for trigger in spec.triggers):
+            continue
+        if names_order(text):
             return spec.name
-        if any(trigger.lower() in lowered for trigger in spec.triggers):
-            if is_policy_question(text) and not states_request(text):
-                return None
+        if asks_policy_fact(text):
+            return None
+        if requested or states_request(text) or not is_question(text):
             return spec.name
+        return None
     return None
