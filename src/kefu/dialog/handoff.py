@@ -71,9 +71,8 @@ def without_transfer_offer(text: str) -> str:
 
 @dataclass(frozen=True)
 class Trigger:
-    reason: (
-        str  # "asked" | "complaint" | "negative_sentiment" | "low_confidence" | "sensitive" | "flow_failed"
-    )
+    # "asked" | "complaint" | "negative_sentiment" | "low_confidence" | "sensitive" | "flow_failed"
+    reason: str
     priority: int
     vip: bool = False
 
