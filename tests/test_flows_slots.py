@@ -90,11 +90,11 @@ def test_a_question_is_never_read_as_a_yes(text: str) -> None:
     assert read.yes_no(text) is None
 
 
-def test_a_question_is_not_free_text() -> None:
+def test_a_question_is_not_free_text_unless_it_holds_a_number() -> None:
     assert read.free_text("运费是谁出的呀？", min_length=8) is None
-    assert (
-        read.free_text("浙江省杭州市西湖区文一西路1888号", min_length=8) == "浙江省杭州市西湖区文一西路1888号"
-    )
+    address = "浙江省杭州市西湖区文一西路1888号"
+    assert read.free_text(address, min_length=8) == address
+    assert read.free_text(address + "，可以吗？", min_length=8) == address + "，可以吗？"
 
 
 def test_choice_takes_the_earliest_word() -> None:

@@ -113,8 +113,12 @@ def photos(text: str) -> list[str] | None:
 
 
 def free_text(text: str, *, min_length: int = 1) -> str | None:
+    """The text itself — unless it is a question without a single digit (「运费谁出？」 is no address, while
+    「北京市朝阳区建国路88号，可以吗？」 is one)."""
     cleaned = text.strip()
-    return cleaned if len(cleaned) >= min_length and not is_question(cleaned) else None
+    if len(cleaned) < min_length or (is_question(cleaned) and not any(c.isdigit() for c in cleaned)):
+        return None
+    return cleaned
 
 
 def pattern(text: str, regex: re.Pattern[str]) -> str | None:
