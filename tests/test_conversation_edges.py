@@ -143,8 +143,10 @@ def test_a_complaint_is_handed_to_a_person_with_an_apology(shop: TestClient, tex
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [
-        ("我要投诉", True), ("不给退我就给你们差评", True), ("投诉电话多少", True), ("How do I file a complaint?", True),
+        ("我要投诉", True), ("投诉", True), ("不给退我就给你们差评", True), ("我要投诉，怎么处理？", True),
+        ("再不处理我就打12315", True), ("I want to file a complaint", True), ("I'm going to complain", True),
         ("我不是要投诉，就问下退款多久到账？", False), ("这款耳机差评多吗？", False), ("No complaints here", False),
+        ("投诉一般多久给结果", False), ("投诉电话多少？", False), ("How do I file a complaint?", False),
     ],
 )  # fmt: skip
 def test_what_counts_as_a_complaint(text: str, complaint: bool):

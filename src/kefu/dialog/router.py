@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from kefu.flows.questions import is_question
+
 Route = Literal["greeting", "thanks", "ack", "complaint", "human", "knowledge"]
 
 _GREETING = re.compile(
@@ -46,13 +48,21 @@ _COMPLAINT_ZH = re.compile(
 _NOT_COMPLAINT_ZH = re.compile(r"(不|别|没|无需|不用)(是|要|想|打算|会)?(要)?(投诉|举报|差评)")
 _COMPLAINT_EN = re.compile(r"\b(complain(t|ts|ing)?|report you|consumer (protection|association))\b", re.I)
 _NOT_COMPLAINT_EN = re.compile(r"\b(not|no|don'?t|never)\b[^.?!]{0,12}\bcomplain", re.I)
+# The customer's own complaint, also inside a question (「我要投诉，怎么处理？」) — unlike a question about
+# complaints (「投诉一般多久给结果」「投诉电话多少」), which the knowledge base answers.
+_OWN_COMPLAINT = re.compile(
+    r"(我|俺)[^，,。！？!?]{0,4}(投诉|举报)|打\s*12315|告你们|(给|打|写|留|发)[^，,。！？!?]{0,6}差评|差评(警告|伺候)"
+    r"|\bi(('m| am) going to| will|'ll| want to| wanna| would like to|'d like to) (file a |make a |lodge a )?"
+    r"complain|\bi('m| am) complaining",
+    re.I,
+)
 
 
 def wants_to_complain(text: str) -> bool:
     """Whether the customer complains, or threatens a complaint or a bad review: a person takes it."""
-    if _COMPLAINT_ZH.search(text) and not _NOT_COMPLAINT_ZH.search(text):
-        return True
-    return bool(_COMPLAINT_EN.search(text)) and not _NOT_COMPLAINT_EN.search(text)
+    said = _COMPLAINT_ZH.search(text) and not _NOT_COMPLAINT_ZH.search(text)
+    said = said or (_COMPLAINT_EN.search(text) and not _NOT_COMPLAINT_EN.search(text))
+    return bool(said) and (bool(_OWN_COMPLAINT.search(text)) or not is_question(text))
 
 
 def wants_human(text: str) -> bool:
