@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from conftest import new_conversation
 from kefu.api.app import create_app
 from kefu.config import Settings
-from kefu.dialog.router import wants_to_complain
+from kefu.dialog.router import route, wants_to_complain
 from kefu.llm.testing import ScriptedModel
 
 # FAQ entries of the demo shop (src/kefu/demo_shop/faq/faq_zh.json), word for word
@@ -218,3 +218,15 @@ def test_every_reason_a_flow_or_the_desk_can_give_has_words_in_both_languages():
     assert in_engine and in_flows - set(FLOW_REASONS) == set() and in_engine - set(FLOW_REASONS) == set()
     console = (Path(kefu.flows.engine.__file__).parents[1] / "web" / "static" / "agent.js").read_text("utf-8")
     assert all(console.count(f"reason_{reason}:") == 2 for reason in PRIORITY if reason != "vip")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("人工客服几点下班", "knowledge"), ("金卡会员找人工有优先吗", "knowledge"),
+        ("What time do your agents start?", "knowledge"),
+        ("能转人工吗", "human"), ("怎么转人工", "human"), ("可以帮我转真人吗", "human"), ("转人工，我要投诉", "complaint"),
+    ],
+)  # fmt: skip
+def test_a_question_about_the_human_service_is_not_a_request_for_it(text: str, kind: str):
+    assert route(text) == kind

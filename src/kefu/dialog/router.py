@@ -65,8 +65,18 @@ def wants_to_complain(text: str) -> bool:
     return bool(said) and (bool(_OWN_COMPLAINT.search(text)) or not is_question(text))
 
 
+# A question ABOUT the human service (「人工客服几点下班」「金卡会员找人工有优先吗」): the knowledge base answers.
+_ABOUT_SERVICE = re.compile(
+    r"几点|上班|下班|营业|服务时间|工作时间|优先|多久|多长时间|电话|邮箱"
+    r"|\b(what time|opening hours|service hours|working hours|priority|phone number|e-?mail)\b",
+    re.I,
+)
+
+
 def wants_human(text: str) -> bool:
-    """Whether the customer asks for a human agent."""
+    """Whether the customer asks for a human agent (not a question about when or how agents work)."""
+    if _ABOUT_SERVICE.search(text) and is_question(text):
+        return False
     if _HUMAN_ZH.search(text) and not _NOT_HUMAN_ZH.search(text):
         return True
     return bool(_HUMAN_EN.search(text)) and not _NOT_HUMAN_EN.search(text)

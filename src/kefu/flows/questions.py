@@ -25,7 +25,7 @@ _FACT_EN = re.compile(
 )
 # Any question: a question mark, a final 吗/呢, a question word, can-one-…-吗, or a fact cue above.
 _QUESTION = re.compile(
-    r"[?？]|[吗么呢嘛][\s。.!！~～]*$|什么|为什么|为啥|啥|哪|怎么|怎样|如何|咋|是否|能不能|可不可以|能否|可否"
+    r"[?？]|[吗么呢嘛][\s。.!！~～]*$|什么|为什么|为啥|啥|哪|几点|怎么|怎样|如何|咋|是否|能不能|可不可以|能否|可否"
     r"|有没有|是不是|会不会|要不要|需不需要|用不用|算不算|(能|可以|可|会|要|需要|用|支持|有|算|包)[^，,。.!！？?]{0,12}[吗么嘛]"
     r"|^\s*(what|why|how|when|where|which|who|can|could|do|does|is|are|will|would|should)\b"
     r"|\b(can (i|you|we)|could i|do (you|i)|is (it|there)|are there)\b",
