@@ -165,6 +165,13 @@ def test_regex_entries_match_the_normalised_reply() -> None:
     assert not contains(normalise("质量问题退货，运费由小铺优选承担"), "re:质量问题[^。]{0,15}(您|买家)承担")
 
 
+def test_a_question_in_the_reply_states_nothing() -> None:
+    q = question(must=[["微信", "支付宝"]], must_not=["能用visa"])
+    assert judge(q, "问：能用 Visa 或 Mastercard 付款吗？ [1]", "grounded").outcome == "incomplete"
+    assert judge(q, "您问能用 Visa 吗？能用Visa，也能用微信。", "grounded").outcome == "wrong"
+    assert judge(q, "Yes, Visa works. 能用visa. Anything else?", "grounded").forbidden == ["能用visa"]
+
+
 def test_must_not_wins_over_present_facts() -> None:
     q = question(must=[["保修"]], must_not=["要自己出运费"])
     verdict = judge(q, "能保修，要自己出运费。", "grounded")
@@ -186,6 +193,7 @@ def test_a_flow_question_is_right_only_when_the_flow_started() -> None:
     q = question(expect="flow", must=[["订单号"]])
     asked = judge(q, "请提供要退换货的订单号（XP 开头）。", "flow")
     assert asked.outcome == "right" and asked.flow_started is True
+    assert judge(q, "请问您的订单号是多少？", "flow").outcome == "right"  # the ask is a question
     not_started = judge(q, "退货请提供订单号。", "grounded")
     assert not_started.outcome == "incomplete" and not_started.flow_started is False
 

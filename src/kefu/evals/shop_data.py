@@ -63,6 +63,7 @@ _NEGATORS_ZH = "不没无未非别勿"
 _NEGATORS_EN = ("not", "n't", "never", "no")
 _DASHES = str.maketrans({c: "-" for c in "–—―‐‑−－~〜～"})
 _DROP = re.compile(r"[\s「」『』“”\"'‘’`*]+")
+_QUESTION = re.compile(r"[^。.!！;；?]*\?")  # a sentence ending in a question mark (after NFKC)
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,19 @@ def is_decline(reply: str, answer_kind: str) -> bool:
     return answer_kind in DECLINE_KINDS or any(marker in text for marker in DECLINE_MARKERS)
 
 
+def statements(reply: str) -> str:
+    """The normalised reply without its questions: 「能用 Visa 付款吗？」 states nothing."""
+    return _QUESTION.sub("", normalise(reply))
+
+
 def judge(question: ShopQuestion, reply: str, answer_kind: str) -> Verdict:
-    """Classify one reply: any ``must_not`` → wrong; then right / decline / incomplete by ``expect``."""
-    text = normalise(reply)
+    """Classify one reply: any ``must_not`` → wrong; then right / decline / incomplete by ``expect``.
+    Claims and facts are looked for in the reply's statements, not in the questions it asks or repeats —
+    except what a flow must ask for (「请问订单号是？」 is the fact there)."""
+    text = statements(reply)
+    asked = normalise(reply) if question.expect == "flow" else text
     forbidden = [fact for fact in question.must_not if contains(text, fact)]
-    missing = [group for group in question.must if not any(contains(text, alt) for alt in group)]
+    missing = [group for group in question.must if not any(contains(asked, alt) for alt in group)]
     declined = is_decline(reply, answer_kind)
     if question.expect == "flow":
         started = answer_kind == "flow"
