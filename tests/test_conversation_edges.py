@@ -230,3 +230,15 @@ def test_every_reason_a_flow_or_the_desk_can_give_has_words_in_both_languages():
 )  # fmt: skip
 def test_a_question_about_the_human_service_is_not_a_request_for_it(text: str, kind: str):
     assert route(text) == kind
+
+
+def test_a_stored_flow_that_is_no_longer_loaded_is_dropped_without_showing_its_name(shop: TestClient):
+    conversation, _ = talk(shop, "我的订单到哪了")
+    sessions = shop.app.state.runtime.assistant.sessions  # type: ignore[attr-defined]
+    state = sessions.load(conversation)
+    state.flow = state.flow.replace('"flow": "order_status"', '"flow": "retired_flow"')
+    sessions.save(state)
+    reply = say(shop, conversation, "退款多久到账？")
+    assert reply["answer_kind"] == "faq" and "retired_flow" not in reply["message"]["content"]
+    assert "订单号" not in reply["message"]["content"]  # no reminder of a flow that is gone
+    assert sessions.load(conversation).flow is None

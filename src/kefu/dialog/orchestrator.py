@@ -242,10 +242,10 @@ class Assistant:
             if not verdict.in_scope:
                 answer = _Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
         answer = answer or await self._knowledge(state, question, lang)
-        if state.flow is not None and self.flows is not None:  # a question asked in the middle of a flow:
-            answer.flow_state = state.flow  # answered, and the flow keeps waiting where it was
-            waiting = self.flows.waiting_for(FlowState.from_json(state.flow))
-            if waiting is not None and answer.text:
+        waiting = self.flows.waiting_for(FlowState.from_json(state.flow)) if state.flow and self.flows else None
+        if waiting is not None:  # a question asked in the middle of a flow: answered, and the flow keeps
+            answer.flow_state = state.flow  # waiting where it was, with a reminder of what it waits for
+            if answer.text:
                 answer.text += "\n\n" + prompts.FLOW_REMINDER[lang].format(prompt=waiting.text(lang))
         return answer
 
@@ -341,8 +341,11 @@ class Assistant:
             with calls_for(conversation_id):  # the tools' audit records name the conversation
                 return step()
 
-        if state.flow is not None:
-            flow_state = FlowState.from_json(state.flow)
+        flow_state = FlowState.from_json(state.flow) if state.flow is not None else None
+        if flow_state is not None and flow_state.flow not in engine.specs:  # e.g. renamed in an upgrade
+            log.warning("dropped a stored flow %r that is no longer loaded", flow_state.flow)
+            flow_state = None
+        if flow_state is not None:
             if is_question(question) and not engine.answers(flow_state, question):
                 return None  # a question that does not answer the flow's: the knowledge base takes it
             turn = await to_thread.run_sync(lambda: run(lambda: engine.advance(flow_state, question)))
