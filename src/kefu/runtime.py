@@ -107,6 +107,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         conversations=stores.conversations,
         sessions=stores.sessions,
         kb=LiveRetriever(knowledge),
+        embedder=knowledge.embedder,
         model=model,
         redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
         scope=scope,

@@ -24,14 +24,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from kefu.kb.chunking import split_sentences
-from kefu.kb.types import Hit
+from kefu.kb.index import CROSS_LINGUAL_OFFSET
+from kefu.kb.types import Embedder, Hit
 
 MAX_SENTENCES = 3
 RANK_PRIOR = 0.15  # added for the first chunk, decaying with rank: ties go to the better retrieved chunk
 MIN_CHARS = 6  # shorter pieces (「例如：」) are not sentences worth sending on their own
 OFF_TOPIC = 0.4  # relevance kept by a sentence about another after-sales case than the one asked
 NO_TOPIC = 0.7  # …and by one about none, when the question is about one
+MEANING_FLOOR = 0.84  # e5 query–sentence cosine (raised as below) under which no sentence answers
+MEANING_TIE = 0.01  # a second sentence as close as the best is sent too
 
 _TOPICS = {
     "return": re.compile(r"退货|退款|退回|能退|可以退|退吗|\breturn|\brefund", re.I),
@@ -188,6 +193,42 @@ def part_query(part: str, whole: str) -> str:
     (「要自己出运费吗」 of a warranty question → 「保修 质量问题 要自己出运费吗」)."""
     words = [_TOPIC_WORDS[t] for t in sorted(topics(whole) | cases(whole)) if _TOPIC_WORDS[t] not in part]
     return " ".join([*words, part])
+
+
+def extract_by_meaning(
+    question: str, hits: Sequence[Hit], embedder: Embedder, *, max_sentences: int = 2
+) -> Extract | None:
+    """For an English question: the sentences closest in meaning (multilingual embeddings), in either
+    language — a Chinese sentence's score raised by ``CROSS_LINGUAL_OFFSET``, as in retrieval — the best
+    one and any other within ``MEANING_TIE`` of it. English words alone pick poorly among a few short
+    English FAQ answers ("phone" in 「开专票需提供电话」 is not the hotline)."""
+    candidates = [c[0] for c in candidate_sentences(hits)]
+    if not candidates:
+        return None
+    query = embedder.embed_queries([question])[0]
+    vectors = _sentence_vectors(embedder, [c.text for c in candidates])
+    raised = np.array([CROSS_LINGUAL_OFFSET if _CJK.search(c.text) else 0.0 for c in candidates])
+    scores = vectors @ query + raised
+    order = [int(i) for i in np.argsort(-scores)]
+    best = float(scores[order[0]])
+    if best < MEANING_FLOOR:
+        return None
+    chosen = [candidates[i] for i in order[:max_sentences] if float(scores[i]) >= best - MEANING_TIE]
+    return _compose(chosen)
+
+
+_VECTORS: dict[tuple[str, str], np.ndarray] = {}
+
+
+def _sentence_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Passage vectors of sentences, kept per embedder (the same help-centre sentences come back often)."""
+    missing = [t for t in texts if (embedder.name, t) not in _VECTORS]
+    if missing:
+        if len(_VECTORS) > 20_000:
+            _VECTORS.clear()
+        for text, vector in zip(missing, embedder.embed_passages(missing), strict=True):
+            _VECTORS[(embedder.name, text)] = vector
+    return np.stack([_VECTORS[(embedder.name, t)] for t in texts])
 
 
 def split_parts(question: str) -> list[str]:

