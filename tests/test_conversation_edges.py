@@ -224,7 +224,8 @@ def test_every_reason_a_flow_or_the_desk_can_give_has_words_in_both_languages():
     ("text", "kind"),
     [
         ("人工客服几点下班", "knowledge"), ("金卡会员找人工有优先吗", "knowledge"),
-        ("What time do your agents start?", "knowledge"),
+        ("What time do your agents start?", "knowledge"), ("晚上十点了，现在还能找到真人吗？", "knowledge"),
+        ("It's 11pm. Can I talk to a person right now?", "knowledge"), ("现在能找到真人吗？", "human"),
         ("能转人工吗", "human"), ("怎么转人工", "human"), ("可以帮我转真人吗", "human"), ("转人工，我要投诉", "complaint"),
     ],
 )  # fmt: skip

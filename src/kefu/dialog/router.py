@@ -68,7 +68,9 @@ def wants_to_complain(text: str) -> bool:
 # A question ABOUT the human service (「人工客服几点下班」「金卡会员找人工有优先吗」): the knowledge base answers.
 _ABOUT_SERVICE = re.compile(
     r"几点|上班|下班|营业|服务时间|工作时间|优先|多久|多长时间|电话|邮箱"
-    r"|\b(what time|opening hours|service hours|working hours|priority|phone number|e-?mail)\b",
+    r"|[0-9一二三四五六七八九十两]+\s*点|晚上|夜里|半夜|凌晨|周末|节假日|过年"
+    r"|\b(what time|opening hours|service hours|working hours|priority|phone number|e-?mail"
+    r"|\d{1,2}\s*(am|pm)|tonight|at night|midnight|weekends?|holidays?)\b",
     re.I,
 )
 
