@@ -135,8 +135,9 @@ class WorkerSupervisor:
         """(ready, detail): ready only while a worker that passed its generation probe is alive."""
         with self._lock:
             proc, state, detail = self._proc, self._state, self._detail
-        if state == "ready" and proc is not None and proc.poll() is not None:
-            return False, f"the worker (pid {proc.pid}) {describe_exit(proc.returncode)}; restarting it"
+        code = _exit_code(proc) if state == "ready" and proc is not None else None
+        if proc is not None and code is not None:  # dead, and the watcher has not noticed yet
+            return False, f"the worker (pid {proc.pid}) {describe_exit(code)}; restarting it"
         return state == "ready", detail
 
     def start(self) -> None:
@@ -274,6 +275,19 @@ class WorkerSupervisor:
                 self._set("restarting", f"restart failed: {exc.message}; next try in {delay:.0f} s")
                 log.warning("local model worker restart failed: %s; next try in %.0f s", exc.message, delay)
         return delay
+
+
+def _exit_code(proc: subprocess.Popen[bytes]) -> int | None:
+    """The exit code (−signal) of a worker that has exited, without reaping it (the watcher waits on it)."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped a moment ago: the watcher sets the code
+        return proc.wait()
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def _read_status(fd: int, deadline: float) -> str:
