@@ -100,6 +100,7 @@ class _Answer:
     mode: str = ""  # how a knowledge answer was written: extractive, rephrase, translate, generate, policy
     policy: dict[str, Any] | None = None  # the policy rules' verdicts for a hypothetical question
     output: str | None = None  # what the model returned, when that is not what was sent (replaced)
+    reminder: str = ""  # appended after the answer: what a waiting flow still needs from the customer
 
 
 @dataclass
@@ -185,6 +186,9 @@ class Assistant:
             yield Citations(cites)
         async for piece in self._produce(plan, state, question, lang):
             yield Delta(piece)
+        if plan.reminder and plan.flow_state is not None:  # after the answer, however it was written
+            plan.text += plan.reminder
+            yield Delta(plan.reminder)
         notices = self._disclaimers(plan, question, cites, lang)
         if notices:
             yield Delta(notices)
@@ -255,8 +259,7 @@ class Assistant:
         )
         if waiting is not None:  # a question asked in the middle of a flow: answered, and the flow keeps
             answer.flow_state = state.flow  # waiting where it was, with a reminder of what it waits for
-            if answer.text:
-                answer.text += "\n\n" + prompts.FLOW_REMINDER[lang].format(prompt=waiting.text(lang))
+            answer.reminder = "\n\n" + prompts.FLOW_REMINDER[lang].format(prompt=waiting.text(lang))
         return answer
 
     async def _knowledge(self, state: SessionState, question: str, lang: Lang) -> _Answer:

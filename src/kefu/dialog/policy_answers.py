@@ -102,7 +102,7 @@ _TEXT = {
     "zh": {
         "yes": "签收后第 {days} 天还在 7 天无理由退换期内（从签收次日算起），可以申请{act}，不需要说明理由；"
         "商品需保持完好、无使用痕迹，包装、配件齐全。",
-        "evidence": "签收后第 {days} 天：如果是质量问题，可以申请{act}，需要上传能清楚显示问题的照片或视频作为凭证。",
+        "evidence": "签收后第 {days} 天：如果是质量问题，可以申请{act}，需要能清楚显示问题的照片或视频作为凭证（由人工客服查看）。",
         "no": "签收后第 {days} 天已超过 7 天无理由退换期：第 8–15 天只有质量问题才能{act}，"
         "不喜欢、不合适等非质量问题不能再{act}了。",
         "over": "签收已 {days} 天，超过 15 天不再办理{act}；质量问题在保修期内可以申请免费维修，维修不了的换同款新品。",
@@ -113,7 +113,7 @@ _TEXT = {
         "after you signed for it), so you can {act} without giving a reason, as long as the item is unused "
         "and complete with its packaging and accessories.",
         "evidence": "On day {days} after delivery, a quality problem still qualifies: you can {act}, with a "
-        "photo or video that clearly shows the problem as evidence.",
+        "photo or video that clearly shows the problem as evidence (a member of staff checks it).",
         "no": "Day {days} is past the 7-day no-reason window: from day 8 to day 15 only a quality problem "
         "qualifies, so if there is none (you don't like it, it doesn't fit) you can no longer {act}.",
         "over": "After {days} days — more than 15 days since delivery — you can no longer {act}; a quality "
