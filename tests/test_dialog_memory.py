@@ -40,6 +40,9 @@ def test_follow_up_questions_are_searched_with_the_previous_question():
 def test_language_and_small_talk_routing():
     assert detect_language("Do you ship to Hong Kong?") == "en"
     assert detect_language("可以开发票吗 invoice") == "zh"
+    # no words at all: the shop's first language, not English
+    assert detect_language("9002") == "zh" and detect_language("XP1001") == "zh"
+    assert detect_language("XP1001 please") == "en"
     assert route("你好") == "greeting"
     assert route("hello!") == "greeting"
     assert route("谢谢！") == "thanks"
