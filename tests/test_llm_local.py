@@ -164,11 +164,16 @@ def test_readyz_is_not_ready_while_the_worker_restarts(make_settings: Callable[.
     assert gone(restarted)  # the app's shutdown stopped the worker
 
 
-async def test_a_prompt_over_the_context_is_a_model_error_from_a_user_gguf() -> None:
+async def test_a_prompt_over_the_context_is_a_model_error_from_a_user_gguf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KEFU_SECRET_KEY", "not-for-the-worker")
     own = LocalWorkerModel(WorkerConfig(CACHE_DIR / "models" / BUNDLED_FILENAME, CACHE_DIR, n_ctx=512))
     assert own.describe() == f"local:{BUNDLED_FILENAME}"
     await ensure_ready(own)
     try:
+        environ = Path(f"/proc/{own.supervisor.pid}/environ").read_bytes()
+        assert b"KEFU_WORKER_TOKEN=" in environ and b"not-for-the-worker" not in environ
         assert (await own.complete(ask("运费？", 8))).text
         with pytest.raises(ModelError, match="KEFU_LOCAL_N_CTX"):
             await own.complete(ask("请问" + "运费和配送时间是多少" * 120))

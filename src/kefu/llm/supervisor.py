@@ -201,7 +201,7 @@ class WorkerSupervisor:
                 command,
                 stdin=subprocess.PIPE,
                 pass_fds=(self._sock.fileno(), write_end),
-                env={**os.environ, "KEFU_WORKER_TOKEN": token},
+                env=_worker_environment(token),
                 start_new_session=True,  # a Ctrl-C in the terminal goes to the server, which stops us
             )
         finally:
@@ -275,6 +275,13 @@ class WorkerSupervisor:
                 self._set("restarting", f"restart failed: {exc.message}; next try in {delay:.0f} s")
                 log.warning("local model worker restart failed: %s; next try in %.0f s", exc.message, delay)
         return delay
+
+
+def _worker_environment(token: str) -> dict[str, str]:
+    """This process's environment without kefu's settings (secrets, database URLs: the worker needs
+    none of them; it is told everything on its command line), plus its bearer token."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("KEFU_")}
+    return {**inherited, "KEFU_WORKER_TOKEN": token}
 
 
 def _exit_code(proc: subprocess.Popen[bytes]) -> int | None:
