@@ -71,11 +71,11 @@ def shop_texts() -> list[str]:
 
 
 def test_no_sentence_of_the_shop_itself_is_ever_judged_wrong() -> None:
-    """must_not entries are wrong claims, not phrases the knowledge base itself uses."""
+    """must_not entries are wrong claims, not phrases the knowledge base itself uses — except a yes/no
+    opening ("re:^…"): 「可以，专用发票只开给单位」 is the shop's FAQ, and a flipped answer to an individual."""
     texts = shop_texts()
-    unfair = [
-        (q.id, fact) for q in load_questions() for fact in q.must_not if any(contains(t, fact) for t in texts)
-    ]
+    claims = [(q.id, fact) for q in load_questions() for fact in q.must_not if not fact.startswith("re:^")]
+    unfair = [(qid, fact) for qid, fact in claims if any(contains(t, fact) for t in texts)]
     assert unfair == []
 
 
@@ -186,6 +186,9 @@ def test_an_honest_decline_is_right_for_a_decline_question_and_decline_for_an_an
     assert judge(decline, "我们的耳机音质很好。", "grounded").outcome == "incomplete"
     answer = question(must=[["400-886-5200"]])
     assert judge(answer, no_answer, "no_answer").outcome == "decline"
+    generic = question(must=[["可以", "don't"]])  # a fixed "not found" reply is never a right answer
+    assert judge(generic, no_answer, "no_answer").outcome == "decline"
+    assert judge(generic, "I don't want to guess.", "no_answer").outcome == "decline"
     assert judge(answer, "请稍后再试。", "grounded").outcome == "incomplete"
 
 

@@ -58,6 +58,9 @@ DECLINE_MARKERS = (
     "can'tadvise",
     "cannotadvise",
 )
+# Fixed replies that answer nothing (「没有找到可靠的答案」, a scope refusal): never a right answer, whatever
+# words of theirs an alternative may match ("I don't want to guess" is not "we don't accept cash").
+TEMPLATE_DECLINES = frozenset({"no_answer", "refused", "agent_pending"})
 DECLINE_KINDS = frozenset({"no_answer", "refused", "handoff", "ticket", "fallback", "agent_pending"})
 _NEGATORS_ZH = "不没无未非别勿"
 _NEGATORS_EN = ("not", "n't", "never", "no")
@@ -160,7 +163,7 @@ def judge(question: ShopQuestion, reply: str, answer_kind: str) -> Verdict:
         return Verdict("wrong", missing, forbidden, declined)
     if question.expect == "decline":
         return Verdict("right" if declined and not missing else "incomplete", missing, forbidden, declined)
-    if not missing:
+    if not missing and answer_kind not in TEMPLATE_DECLINES:
         return Verdict("right", missing, forbidden, declined)
     return Verdict("decline" if declined else "incomplete", missing, forbidden, declined)
 
