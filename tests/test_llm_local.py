@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -144,8 +145,8 @@ async def test_a_worker_crash_mid_stream_is_a_model_error_and_the_worker_comes_b
 def test_readyz_is_not_ready_while_the_worker_restarts(make_settings: Callable[..., Settings]) -> None:
     bundled = bundled_model_path(CACHE_DIR)  # the developer's copy; the app's caches in a temp dir
     settings = make_settings(kb_dir=MINI_KB, llm="local", local_model_path=bundled)
-    model = build_chat_model(settings)
-    assert isinstance(model, LocalWorkerModel)
+    # The restart waits 5 s, so "not ready" is seen even on a loaded machine.
+    model = LocalWorkerModel(replace(WorkerConfig.from_settings(settings), restart_delay=5.0))
     with TestClient(create_app(settings, model=model)) as client:
         model.supervisor.start()
         ready = client.get("/readyz")

@@ -67,7 +67,7 @@ PROBE = {  # a real multi-token generation: a build for the wrong CPU crashes he
     "temperature": 0,
 }
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT}
-_BACKOFF_FIRST, _BACKOFF_MAX, _HEALTHY_AFTER = 1.0, 30.0, 60.0
+_BACKOFF_MAX, _HEALTHY_AFTER = 30.0, 60.0
 _LIVE: weakref.WeakSet[WorkerSupervisor] = weakref.WeakSet()
 
 
@@ -87,6 +87,7 @@ class WorkerConfig:
     threads: int = 0  # 0 → default_threads()
     nice: int = 10
     start_timeout: float = 120.0  # load + the first generation
+    restart_delay: float = 1.0  # the first restart's wait; doubled per failure up to 30 s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -129,7 +130,7 @@ class WorkerSupervisor:
     @property
     def pid(self) -> int | None:
         proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
+        return proc.pid if proc is not None and _exit_code(proc) is None else None
 
     def readiness(self) -> tuple[bool, str]:
         """(ready, detail): ready only while a worker that passed its generation probe is alive."""
@@ -146,6 +147,8 @@ class WorkerSupervisor:
         Raises ``ModelUnavailable`` naming the fix when the worker cannot load or crashes."""
         if self._watcher is not None:
             return
+        if self._stopping.is_set():
+            raise ModelUnavailable("this local model worker was stopped; start a new LocalWorkerModel")
         self._path = self._resolve_model()
         self._sock = socket.create_server(("127.0.0.1", 0), backlog=64)
         self._set("starting", "loading the model")
@@ -245,7 +248,7 @@ class WorkerSupervisor:
 
     def _watch(self) -> None:
         """Wait for the worker to exit; restart it with backoff until ``stop``."""
-        delay = _BACKOFF_FIRST
+        delay = self.config.restart_delay
         while not self._stopping.is_set():
             with self._lock:
                 proc = self._proc
@@ -257,7 +260,7 @@ class WorkerSupervisor:
             if self._stopping.is_set():
                 return
             if time.monotonic() - began > _HEALTHY_AFTER:
-                delay = _BACKOFF_FIRST
+                delay = self.config.restart_delay
             reason = f"the worker (pid {proc.pid}) {describe_exit(code)}"
             hint = f" ({REBUILD_HINT})" if -code in _CRASH_SIGNALS else ""
             log.warning("local model: %s; restarting it in %.0f s%s", reason, delay, hint)
