@@ -197,6 +197,10 @@ def test_a_flow_question_is_right_only_when_the_flow_started() -> None:
     asked = judge(q, "请提供要退换货的订单号（XP 开头）。", "flow")
     assert asked.outcome == "right" and asked.flow_started is True
     assert judge(q, "请问您的订单号是多少？", "flow").outcome == "right"  # the ask is a question
+    refused = question(expect="flow", must=[["质量问题"]], previous=["我要退货"])
+    ended = judge(refused, "第 8–15 天仅支持质量问题。已为您转接人工客服。", "handoff")
+    assert ended.outcome == "right" and ended.flow_started is True
+    assert judge(q, "好的。已为您转接人工客服。", "handoff").flow_started is False
     not_started = judge(q, "退货请提供订单号。", "grounded")
     assert not_started.outcome == "incomplete" and not_started.flow_started is False
 

@@ -154,7 +154,10 @@ def judge(question: ShopQuestion, reply: str, answer_kind: str) -> Verdict:
     missing = [group for group in question.must if not any(contains(asked, alt) for alt in group)]
     declined = is_decline(reply, answer_kind)
     if question.expect == "flow":
-        started = answer_kind == "flow"
+        # a flow that ends by handing over (「…不能退，已为您转接人工客服」) still handled the turn
+        started = answer_kind == "flow" or (
+            answer_kind in ("handoff", "ticket") and bool(question.must) and not missing
+        )
         outcome: Outcome = "wrong" if forbidden else "right" if started and not missing else "incomplete"
         if outcome == "incomplete" and declined:
             outcome = "decline"
