@@ -72,7 +72,7 @@ def shop_texts() -> list[str]:
 
 def test_no_sentence_of_the_shop_itself_is_ever_judged_wrong() -> None:
     """must_not entries are wrong claims, not phrases the knowledge base itself uses — except a yes/no
-    opening ("re:^…"): 「可以，专用发票只开给单位」 is the shop's FAQ, and a flipped answer to an individual."""
+    opening ("re:^…"): an FAQ that opened 「可以，专用发票只开给单位」 was a flipped answer to an individual."""
     texts = shop_texts()
     claims = [(q.id, fact) for q in load_questions() for fact in q.must_not if not fact.startswith("re:^")]
     unfair = [(qid, fact) for qid, fact in claims if any(contains(t, fact) for t in texts)]

@@ -45,7 +45,7 @@ _TOPICS = {
 }
 _CASES = {
     "quality": re.compile(
-        r"坏|质量|故障|没声音|无声|充不进|不能充电|无法充电|破损|瑕疵|开线|脱色|发错|错发|少件|失灵"
+        r"坏|质量|故障|毛病|没声音|无声|充不进|不能充电|无法充电|破损|瑕疵|开线|脱色|发错|错发|少件|失灵"
         r"|broken|defect|faulty|damaged|not working|stopped working|quality|wrong item",
         re.I,
     ),

@@ -84,7 +84,7 @@ _RETURN = re.compile(
 )
 _EXCHANGE = re.compile(r"换货|换吗|能换|可以换|换尺码|换颜色|换个|换一个|换码|\bexchange|\bswap", re.I)
 _QUALITY = re.compile(
-    r"坏|质量|故障|没声音|无声|不响|充不进|充不了|不能充电|无法充电|破损|瑕疵|开线|脱色|掉色|发错|错发|不亮|不转|失灵"
+    r"坏|质量|故障|毛病|没声音|无声|不响|充不进|充不了|不能充电|无法充电|破损|瑕疵|开线|脱色|掉色|发错|错发|不亮|不转|失灵"
     r"|broken|defect|faulty|damaged|not working|doesn'?t work|stopped working|quality|wrong item|\bdead\b",
     re.I,
 )
@@ -235,19 +235,32 @@ def _verdict(spec: FlowSpec, name: str) -> Verdict | None:
 
 
 def days_mentioned(text: str) -> int | None:
-    """The number of days since delivery a question names (「收到10天了」「半个月」"after two weeks"), or None."""
+    """The number of days since delivery a question names (「收到10天了」「半个月」"after two weeks"), or None.
+    Past a number is the day after it: 「过了七天」「7天以后」「一个多月」"more than 7 days" → 8, 8, 31, 8."""
     for span, days in _SPANS.items():
-        if span in text:
-            return days
+        at = text.find(span)
+        if at >= 0:
+            return days + _past(text[:at], text[at + len(span) :])
+        many = text.find(span.replace("个", "个多", 1)) if "个" in span else -1
+        if many >= 0:
+            return days + 1
     found = _ZH_DAYS.search(text)
     if found:
-        return _number(found.group(1))
+        return _number(found.group(1)) + _past(text[: found.start()], text[found.end() :])
     english = _EN_DAYS.search(text)
     if english:
         count = english.group(1).lower()
         value = int(count) if count.isdigit() else _EN_NUMBERS[count]
-        return value * _EN_UNITS[english.group(2).lower()]
+        return value * _EN_UNITS[english.group(2).lower()] + _past(text[: english.start()], "")
     return None
+
+
+def _past(before: str, after: str) -> int:
+    """1 when the words around a number of days say "past it" (过了/超过/以后/多, more than/over)."""
+    before = before.rstrip().lower()
+    if before.endswith(("过了", "超过", "超过了", "超了", "过", "多于", "more than", "over", "past")):
+        return 1
+    return 1 if after.lstrip().startswith(("以后", "之后", "后", "多", "以上", "开外")) else 0
 
 
 def reason_given(text: str) -> Reason | None:

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from kefu.dialog.language import detect_language
 from kefu.errors import ConfigError, NotFound
 from kefu.flows import slots as readers
 from kefu.flows.actions import ACTIONS
@@ -412,6 +411,8 @@ def _is_path(value: Any) -> bool:
 
 
 def _language(text: str, current: str) -> str:
-    if detect_language(text) == "zh":
+    """The flow's language after ``text``: Chinese words switch to Chinese, two English words to English,
+    anything else (「XP1001」, 「9002」) keeps the conversation's."""
+    if re.search(r"[\u3400-\u9fff]", text):
         return "zh"
     return "en" if len(re.findall(r"[A-Za-z]{2,}", text)) >= 2 else current
