@@ -42,9 +42,10 @@ typecheck: $(BIN)/python
 
 check: lint typecheck
 
-bench:  ## server overhead vs a bare ASGI endpoint (fake model), local-model TTFT, KB ingest/query
+bench:  ## server overhead vs a bare ASGI endpoint (fake model), local-model TTFT, 30 demo questions, KB ingest/query
 	$(BIN)/python benchmarks/chat_overhead.py
 	$(BIN)/python benchmarks/local_ttft.py
+	$(BIN)/python benchmarks/demo_session.py
 	$(BIN)/python benchmarks/kb_bench.py --data ../shared/eval
 
 clean:
