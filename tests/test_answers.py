@@ -241,3 +241,11 @@ def test_a_multi_part_question_gets_each_parts_sentence():
     assert found is not None
     assert "12 个月" in found.text and "小铺优选承担" in found.text and "8 元" not in found.text
     assert split_parts("你们发什么快递") == ["你们发什么快递"]
+
+
+def test_an_faq_whose_question_is_the_one_asked_is_answered_whole():
+    """「你们发什么快递？多久能到？」: the FAQ's four sentences belong together (couriers and times)."""
+    answer = "默认发中通快递。满 199 元升级顺丰。偏远地区发 EMS。江浙沪一般 1–2 天送达，其他省份 2–4 天。"
+    faq = hit(answer, "你们发什么快递？", cid="faq:ship-001", kind="faq", answer=answer)
+    found = extract_answer("你们发什么快递？多久能到？", [faq, SHIPPING])
+    assert found is not None and strip_marks(found.text) == answer and found.cited == (0,)

@@ -31,6 +31,7 @@ from kefu.kb.index import CROSS_LINGUAL_OFFSET
 from kefu.kb.types import Embedder, Hit
 
 MAX_SENTENCES = 3
+WHOLE_FAQ_SENTENCES = 5  # an FAQ answer up to this long is sent whole when its question is the one asked
 RANK_PRIOR = 0.15  # added for the first chunk, decaying with rank: ties go to the better retrieved chunk
 MIN_CHARS = 6  # shorter pieces (「例如：」) are not sentences worth sending on their own
 OFF_TOPIC = 0.4  # relevance kept by a sentence about another after-sales case than the one asked
@@ -280,7 +281,7 @@ def choose_sentences(
     best = ranked[0]
     if score(best) <= RANK_PRIOR * math.log(1 + sum(weight.values())):  # only the rank prior: no overlap
         return []
-    whole = _whole_faq(best, candidates, wanted, weight, max_sentences)
+    whole = _whole_faq(best, candidates, wanted, weight)
     if whole:
         return whole
     chosen = [best]
@@ -309,7 +310,6 @@ def _whole_faq(
     candidates: list[tuple[Sentence, frozenset[str]]],
     wanted: frozenset[str],
     weight: dict[str, float],
-    max_sentences: int,
 ) -> list[Sentence]:
     """An FAQ whose question asks what the customer asks is answered whole: its answer is written as one
     answer (「换尺码…由买家承担。质量问题…由小铺优选承担。」 — the cases belong together)."""
@@ -321,7 +321,13 @@ def _whole_faq(
     asked = sum(weight.get(t, 0.0) for t in heading & wanted)
     answered = heading.union(*(c.terms for c in faq))
     missed = sum(weight.get(t, 0.0) for t in wanted - answered)
-    if len(faq) < 2 or len(faq) > max_sentences or total == 0 or asked < 0.6 * total or missed > 0.25 * total:
+    if (
+        len(faq) < 2
+        or len(faq) > WHOLE_FAQ_SENTENCES
+        or total == 0
+        or asked < 0.6 * total
+        or missed > 0.25 * total
+    ):
         return []
     return faq
 
