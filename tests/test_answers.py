@@ -249,3 +249,14 @@ def test_an_faq_whose_question_is_the_one_asked_is_answered_whole():
     faq = hit(answer, "你们发什么快递？", cid="faq:ship-001", kind="faq", answer=answer)
     found = extract_answer("你们发什么快递？多久能到？", [faq, SHIPPING])
     assert found is not None and strip_marks(found.text) == answer and found.cited == (0,)
+
+
+def test_a_range_is_one_number():
+    """ "about 2 days" to Beijing from 「其他省份（含北京）一般 2–4 天送达」 was sent by the local model."""
+    evidence = "江浙沪一般 1–2 天送达，其他省份（含北京）一般 2–4 天送达。"
+    assert contradictions("Delivery to Beijing takes approximately 2 days.", evidence)
+    assert not contradictions("Delivery to Beijing usually takes 2–4 days.", evidence)
+    assert not contradictions("Jiangsu, Zhejiang and Shanghai: 1 to 2 days.", evidence)
+    assert not contradictions("其他省份一般 2-4 天。", evidence)
+    assert contradictions("其他省份一般 3–5 天。", evidence)
+    assert not contradictions("满 199 元就升级顺丰", "订单实付满 199 元自动升级顺丰")

@@ -23,7 +23,13 @@ import re
 
 # A number with the unit that follows it (「3 天」→ "3天", "20 元" → "20元"): "3 days" must not pass
 # because the context mentions "3 working days" for something else… or "[3]".
-_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*([\u4e00-\u9fff%]|[a-z]+)?", re.IGNORECASE)
+# A range is one number: 「2–4 天」 is "2-4天", and "2 days" is not in it ("to Beijing: about 2 days" from
+# 「其他省份（含北京）一般 2–4 天」 was a wrong answer that a per-number check let through).
+_RANGE_DASH = r"\s*(?:[-–—~〜至到]|to)\s*"
+_NUMBER = re.compile(
+    rf"(\d+(?:\.\d+)?(?:{_RANGE_DASH}\d+(?:\.\d+)?)?)\s*([\u4e00-\u9fff%]|[a-z]+)?", re.IGNORECASE
+)
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
 _WORD = re.compile(r"[a-z]{3,}")
 _CITATION = re.compile(r"\[\d+\]")
@@ -62,14 +68,21 @@ _UNIT_ALIASES = {
 
 def _numbers(text: str) -> list[str]:
     text = _CITATION.sub(" ", text).replace("¥", " ").replace("￥", " ")
-    return [f"{n}{_UNIT_ALIASES.get(unit.lower(), unit.lower())}" for n, unit in _NUMBER.findall(text)]
+    return [
+        re.sub(_RANGE_DASH, "-", n) + _UNIT_ALIASES.get(unit.lower(), unit.lower())
+        for n, unit in _NUMBER.findall(text)
+    ]
 
 
 def unsupported_numbers(answer: str, context: str) -> list[str]:
     """Numbers of the answer (with their unit) that the context does not contain."""
     known = set(_numbers(context))
-    bare = {n.rstrip("abcdefghijklmnopqrstuvwxyz%") for n in known}
-    return [n for n in _numbers(answer) if n not in known and not (n.isdigit() and n in bare)]
+    digits = set(_DIGITS.findall(_CITATION.sub(" ", context)))
+    return [
+        n
+        for n in _numbers(answer)
+        if n not in known and not (re.fullmatch(r"[\d.\-]+", n) and set(n.split("-")) <= digits)
+    ]
 
 
 def support(answer: str, context: str, gram: int = _GRAM) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -430,6 +431,8 @@ class Assistant:
         problems = contradictions(text, extract.plain) if text.strip() else ["empty reply"]
         if same_language and not problems and not is_rewording(text, extract.plain):
             problems = ["content beyond the chosen sentences"]
+        if _MENTIONS_SOURCES.search(text):
+            problems.append("talks about its sources instead of answering")
         if text.strip() and not problems and not leaks_prompt(text, messages[0].content):
             plan.text = text.strip() + marks
         else:
@@ -560,6 +563,12 @@ class Assistant:
         if mode == "auto":
             return "extractive" if self.settings.llm == "local" else "generate"
         return mode
+
+
+# 「根据资料」, "Based on the information provided in [Sources]": the customer never sees our plumbing
+_MENTIONS_SOURCES = re.compile(
+    r"【资料】|资料中|根据资料|\[sources?\]|\bthe sources?\b|information provided", re.I
+)
 
 
 def grounding_context(messages: list[Message]) -> str:
