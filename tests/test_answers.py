@@ -260,3 +260,13 @@ def test_a_range_is_one_number():
     assert not contradictions("其他省份一般 2-4 天。", evidence)
     assert contradictions("其他省份一般 3–5 天。", evidence)
     assert not contradictions("满 199 元就升级顺丰", "订单实付满 199 元自动升级顺丰")
+
+
+def test_counts_in_words_and_english_nouns_after_numbers():
+    assert not contradictions("There are 4 membership levels.", "会员分为普通、银卡、金卡、黑钻四个等级。")
+    assert contradictions("There are 5 membership levels.", "会员分为普通、银卡、金卡、黑钻四个等级。")
+    assert not contradictions(
+        "Check in daily for 1 point; 7 days in a row earn 5 more points.",
+        "每日签到得 1 积分，连续 7 天额外 5 积分。",
+    )
+    assert contradictions("Refunds take 3 days.", "退款 3–5 个工作日内原路退回。")

@@ -66,18 +66,42 @@ _UNIT_ALIASES = {
 }
 
 
+_CN_NUMERAL = {
+    "一": "1",
+    "两": "2",
+    "二": "2",
+    "三": "3",
+    "四": "4",
+    "五": "5",
+    "六": "6",
+    "七": "7",
+    "八": "8",
+}
+_CN_NUMERAL |= {"九": "9", "十": "10"}
+# 「四个等级」 is "4 levels": a lone Chinese numeral before a measure word reads as its digits
+_CN_COUNT = re.compile(r"(?<![一二两三四五六七八九十])([一二两三四五六七八九十])(?=[个天年月期次种位件元倍])")
+
+
 def _numbers(text: str) -> list[str]:
+    """Numbers with their unit: a Chinese unit character, or an English unit word written the Chinese
+    way (yuan → 元, days → 天); other English words after a number ("4 levels", "7th") are not units."""
     text = _CITATION.sub(" ", text).replace("¥", " ").replace("￥", " ")
-    return [
-        re.sub(_RANGE_DASH, "-", n) + _UNIT_ALIASES.get(unit.lower(), unit.lower())
-        for n, unit in _NUMBER.findall(text)
-    ]
+    text = _CN_COUNT.sub(lambda m: _CN_NUMERAL[m.group(1)], text)
+    found = []
+    for number, unit in _NUMBER.findall(text):
+        unit = unit.lower()
+        if unit.isascii():
+            unit = _UNIT_ALIASES.get(unit, "")
+        found.append(re.sub(_RANGE_DASH, "-", number) + _UNIT_ALIASES.get(unit, unit))
+    return found
 
 
 def unsupported_numbers(answer: str, context: str) -> list[str]:
     """Numbers of the answer (with their unit) that the context does not contain."""
     known = set(_numbers(context))
-    digits = set(_DIGITS.findall(_CITATION.sub(" ", context)))
+    digits = set(
+        _DIGITS.findall(_CN_COUNT.sub(lambda m: _CN_NUMERAL[m.group(1)], _CITATION.sub(" ", context)))
+    )
     return [
         n
         for n in _numbers(answer)
