@@ -49,7 +49,7 @@ def test_an_unfaithful_rewording_is_replaced_by_the_sentences(
 def test_an_english_question_on_chinese_sources_is_translated_and_checked(
     make_settings: Callable[..., Settings], model: ScriptedModel
 ):
-    settings = make_settings(kb_dir=MINI_KB, answer_mode="extractive")  # a model is there: it translates
+    settings = make_settings(kb_dir=MINI_KB, answer_mode="rephrase")  # the model may word it: it translates
     model.enqueue("Orders to remote areas under 199 yuan pay 20 yuan shipping.")
     reply = reply_to(settings, model, "What is the shipping fee for remote areas?")
     assert reply["content"] == "Orders to remote areas under 199 yuan pay 20 yuan shipping.[1]"
@@ -90,3 +90,12 @@ def test_a_hypothetical_return_question_is_decided_by_the_return_flows_rules(
         and "不能再退货" in reply["content"]
     )
     assert reply["citations"] and all(c["doc_id"] for c in reply["citations"])
+
+
+def test_extractive_mode_never_translates_even_with_a_model(
+    make_settings: Callable[..., Settings], model: ScriptedModel
+):
+    """The local model's default: a translation can bend a condition no check sees, so none is made."""
+    settings = make_settings(kb_dir=MINI_KB, answer_mode="extractive")
+    reply = reply_to(settings, model, "What is the shipping fee for remote areas?")
+    assert not model.history and reply["content"].startswith("Our help centre has this only in Chinese")

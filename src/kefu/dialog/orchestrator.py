@@ -291,9 +291,10 @@ class Assistant:
         if extract is None:
             return _Answer("no_answer", hits=found.hits, text=prompts.RELATED_ONLY[lang], kb_version=v)
         hits = [hits[i] for i in extract.cited]
-        if extract.lang != lang and self.model is not None:
+        if extract.lang != lang and mode == "rephrase":
             mode = "translate"  # an English question on Chinese sources: the model translates, checked
-        elif extract.lang != lang:
+        elif extract.lang != lang:  # extractive: nothing generated, not even a translation (the 0.5B
+            # model turned 「连续 7 天额外 5 积分」 into "on the 7th day of a month", which no check sees)
             text = prompts.IN_CHINESE_LEAD + extract.text
             return _Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode="extractive")
         text = extract.text if mode == "extractive" else ""
