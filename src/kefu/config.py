@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,20 @@ PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "secret", "dev-secret-chan
 DEMO_SHOP_DIR = Path(__file__).parent / "demo_shop"
 # KEFU_LLM_TIMEOUT when unset: the local worker answers in seconds or is stuck; remote ones queue
 LLM_TIMEOUTS = {"local": 20.0, "openai": 30.0, "scripted": 30.0, "none": 30.0}
+
+
+def parse_rate_limit(value: str) -> tuple[float, int] | None:
+    """A KEFU_RATE_LIMIT_* value: "10/50" → 10 requests/s with bursts of 50; "off" → no limit."""
+    if value.strip().lower() == "off":
+        return None
+    rate, sep, burst = value.partition("/")
+    try:
+        parsed = float(rate), int(burst)
+    except ValueError:
+        parsed = (0.0, 0)
+    if not sep or not (parsed[0] > 0 and parsed[1] >= 1):
+        raise ValueError(f"{value!r} is not RATE/BURST (e.g. 10/50: 10 requests/s, bursts of 50) or off")
+    return parsed
 
 
 def _default_data_dir() -> Path:
@@ -75,6 +89,16 @@ class Settings(BaseSettings):
     # KEFU_LLM=openai (the small local model keeps the deterministic readers only); "on" needs a model
     # with function calling. The flow engine checks every proposed value and decides every branch.
     llm_tools: Literal["auto", "on", "off"] = "auto"
+    # KEFU_LLM=openai: a second OpenAI-compatible endpoint tried when the first fails or its breaker is open
+    llm_fallback_base_url: str = ""
+    llm_fallback_api_key: str = ""
+    llm_fallback_model: str = ""
+    # Circuit breaker per model endpoint: open when ≥ failure_rate of ≥ min_calls calls in the last
+    # window_seconds failed; calls then fail at once for cooldown_seconds, then one trial call
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_min_calls: int = Field(default=4, ge=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
     # Conversation
     session_window_turns: int = Field(default=5, ge=1, le=50)
@@ -161,6 +185,16 @@ class Settings(BaseSettings):
     agent_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=300)  # heartbeat of the live event streams
 
+    # Rate limits, "RATE/BURST" (requests per second / bucket size) or "off": per client (its bearer token
+    # or API key, else its IP) on each channel, per conversation, and for the whole service. Shared
+    # between replicas through KEFU_REDIS_URL when set (in-process while Redis is unreachable).
+    rate_limit_web: str = "10/50"
+    rate_limit_openai: str = "10/50"
+    rate_limit_agent: str = "20/100"
+    rate_limit_admin: str = "10/50"
+    rate_limit_conversation: str = "10/50"
+    rate_limit_global: str = "500/2000"
+
     # Server
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -180,6 +214,19 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
         return tuple(sources)
 
+    @field_validator(
+        "rate_limit_web",
+        "rate_limit_openai",
+        "rate_limit_agent",
+        "rate_limit_admin",
+        "rate_limit_conversation",
+        "rate_limit_global",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse_rate_limit(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.environment == "production" and self.secret_key in PLACEHOLDER_SECRETS:
@@ -191,6 +238,10 @@ class Settings(BaseSettings):
             self.llm_timeout = LLM_TIMEOUTS[self.llm]
         if self.llm == "openai" and not self.llm_base_url:
             raise ValueError("KEFU_LLM=openai needs KEFU_LLM_BASE_URL (e.g. http://127.0.0.1:8001/v1)")
+        if bool(self.llm_fallback_base_url) != bool(self.llm_fallback_model):
+            raise ValueError(
+                "the fallback model needs both KEFU_LLM_FALLBACK_BASE_URL and KEFU_LLM_FALLBACK_MODEL (or neither)"
+            )
         if self.embedder == "openai" and not (self.embedding_url and self.embedding_model):
             raise ValueError(
                 "KEFU_EMBEDDER=openai needs KEFU_EMBEDDING_URL (e.g. http://127.0.0.1:8001/v1) "

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from kefu import __version__
 from kefu.api.errors import install_error_handlers
+from kefu.api.ratelimit import RateLimiter, RateLimitPolicy, RateLimits, build_rate_limiter
 from kefu.api.routes import agent, conversations, health, openai, web
 from kefu.api.routes import kb as kb_routes
 from kefu.api.timing import ServerTiming
@@ -19,13 +20,19 @@ from kefu.runtime import Runtime, build_runtime
 
 
 def create_app(
-    settings: Settings | None = None, *, model: ChatModel | None = None, runtime: Runtime | None = None
+    settings: Settings | None = None,
+    *,
+    model: ChatModel | None = None,
+    runtime: Runtime | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> FastAPI:
     """Build the app. ``model`` overrides the configured model (tests and benchmarks); ``runtime`` is
     one already built on the server's event loop (``kefu serve``: built once, before the port opens, so
-    a bad setting is one clear line) — the app closes it at shutdown."""
+    a bad setting is one clear line) — the app closes it at shutdown. ``rate_limiter`` overrides the one
+    built from settings (tests: a limiter on a frozen clock)."""
     settings = settings or load_settings()
     prebuilt = [runtime] if runtime is not None else []
+    rate_limiter = rate_limiter or build_rate_limiter(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,6 +44,7 @@ def create_app(
             yield
         finally:
             await runtime.aclose()
+            await rate_limiter.aclose()
 
     app = FastAPI(
         title="kefu",
@@ -45,6 +53,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RateLimits, policy=RateLimitPolicy.from_settings(settings), limiter=rate_limiter)
     app.add_middleware(ServerTiming)
     for module in (health, conversations, openai, web, agent):
         app.include_router(module.router)
