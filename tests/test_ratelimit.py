@@ -230,3 +230,39 @@ def test_channels() -> None:
     assert channel_of("/v1/agent/queue") == "agent" and channel_of("/v1/stats/operations") == "agent"
     assert channel_of("/v1/kb/documents") == "admin"
     assert channel_of("/v1/conversations/x/messages") == "web"
+
+
+@pytest.mark.browser
+def test_the_chat_page_shows_a_friendly_line_when_rate_limited(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Headless Chromium (Debian's) on the real server: this client's bucket is spent before it sends."""
+    from pathlib import Path
+
+    import httpx
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import live_server
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("needs Debian's /usr/bin/chromium — run scripts/install-browser.sh")
+    app = create_app(make_settings(kb_dir=MINI_KB, rate_limit_web="0.1/1"), model=ScriptedModel())
+    with live_server(app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--headless", "--no-sandbox"]
+        )
+        try:
+            page = browser.new_context(locale="zh-CN").new_page()
+            page.set_default_timeout(60_000)  # an upper bound for waiting, never a speed assertion
+            page.goto(url)
+            page.wait_for_selector("body[data-ready=true]")
+            assert httpx.get(f"{url}/v1/conversations/spent").status_code == 404  # the one token
+            page.get_by_test_id("message-input").fill("你们发什么快递？")
+            page.get_by_test_id("message-input").press("Enter")
+            error = page.locator("[data-testid=message][data-role=error]")
+            expect(error).to_contain_text("消息发送太频繁，请")
+            expect(error).to_contain_text("秒后再试")
+            page.screenshot(path="/tmp/kefu-e2e-rate-limited.png")
+        finally:
+            browser.close()

@@ -27,6 +27,7 @@
       networkError: "抱歉，暂时连接不上客服服务，请检查网络后再试一次。",
       genericError: "抱歉，出了点问题，请稍后再试。",
       tooLong: "消息太长了，请控制在 {max} 字以内。",
+      rateLimited: "消息发送太频繁，请 {n} 秒后再试",
       interrupted: "回答中断了，请重新发送一次。",
       citeLabel: "查看来源 {n}",
       agentFrom: "人工客服 {name}",
@@ -58,6 +59,7 @@
       networkError: "Sorry, we can't reach the support service right now. Please check your connection and try again.",
       genericError: "Sorry, something went wrong. Please try again later.",
       tooLong: "That message is too long; please keep it under {max} characters.",
+      rateLimited: "You're sending messages too fast; try again in {n} s",
       interrupted: "The answer was cut off; please send your message again.",
       citeLabel: "Show source {n}",
       agentFrom: "Agent {name}",
@@ -489,6 +491,10 @@
     let body = null;
     try { body = await response.json(); } catch (_) { /* not JSON */ }
     const error = body && body.error ? body.error : {};
+    if (response.status === 429) { // rate limited: a friendly line, with the server's Retry-After
+      const wait = Math.max(1, Math.ceil(Number(response.headers.get("Retry-After")) || 1));
+      return new ApiError(t("rateLimited", { n: wait }), 429, "rate_limited");
+    }
     const fallback = response.status === 413 ? t("tooLong") : t("genericError");
     return new ApiError(error.message || fallback, response.status, error.code || "http_" + response.status);
   }
