@@ -147,6 +147,7 @@ def main() -> None:
             "KEFU_LLM_API_KEY": "bench",
             "KEFU_LLM_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
             "KEFU_DATA_DIR": data,
+            "KEFU_RATE_LIMIT_WEB": "off",  # every conversation comes from 127.0.0.1: one client
         }
         procs = [
             start([str(bin_dir / "kefu"), "fake-llm", "--port", str(fake_port)], env, fake_port),
