@@ -20,6 +20,7 @@ from kefu.api.ratelimit import (
     RateLimiter,
     RedisRateLimiter,
     channel_of,
+    client_of,
 )
 from kefu.config import Settings
 from kefu.errors import ConfigError
@@ -143,6 +144,35 @@ def test_redis_down_falls_back_to_in_process_with_one_warning(caplog: pytest.Log
     assert "KEFU_REDIS_URL" in warnings[0].getMessage()
 
 
+def test_a_failing_redis_falls_back_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    """Redis answering errors (here WRONGTYPE on a bucket someone overwrote) is no outage either, and
+    the shared buckets are used again once Redis answers."""
+    if not REDIS_URL:
+        pytest.skip("KEFU_TEST_REDIS_URL not set: Redis rate-limit tests skipped")
+    import redis
+
+    prefix = f"kefu-test:{uuid.uuid4().hex}:"
+    with redis.Redis.from_url(REDIS_URL) as client:
+        client.set(prefix + "c", "not a bucket")
+
+    async def scenario() -> list[Decision]:
+        limiter = RedisRateLimiter(REDIS_URL, prefix=prefix, retry_seconds=0)
+        try:
+            first = await limiter.acquire("c", 0.5, 2)
+            with redis.Redis.from_url(REDIS_URL) as client:
+                client.delete(prefix + "c")
+            return [first] + [await limiter.acquire("c", 0.5, 2) for _ in range(3)]
+        finally:
+            await limiter.aclose()
+
+    with caplog.at_level(logging.INFO, logger="kefu.ratelimit"):
+        decisions = run(scenario())
+    # the fallback bucket took one token; then Redis's fresh bucket lets 2 through
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    messages = [r.getMessage() for r in caplog.records if r.name == "kefu.ratelimit"]
+    assert len(messages) == 2 and "WRONGTYPE" in messages[0] and "back" in messages[1], messages
+
+
 # ---------- the real app ----------
 
 
@@ -221,6 +251,17 @@ def test_off_disables_a_limit_and_a_bad_value_names_the_variable(
         assert {client.get("/v1/conversations/nope").status_code for _ in range(80)} == {404}
     with pytest.raises(ConfigError, match=r"KEFU_RATE_LIMIT_WEB.*RATE/BURST"):
         make_settings(rate_limit_web="10 per second")
+
+
+def test_clients_are_their_keys_or_their_ip() -> None:
+    def scope(path: str, headers: list[tuple[bytes, bytes]] = [], query: bytes = b"") -> dict[str, object]:  # noqa: B006
+        return {"path": path, "headers": headers, "query_string": query, "client": ("203.0.113.7", 1)}
+
+    bearer = client_of(scope("/v1/chat/completions", [(b"authorization", b"Bearer sk-abc")]))
+    assert bearer.startswith("key:") and "sk-abc" not in bearer
+    assert client_of(scope("/v1/kb", [(b"x-api-key", b"sk-abc")])) == bearer
+    assert client_of(scope("/v1/agent/events", query=b"token=sk-abc")) == bearer  # EventSource: no headers
+    assert client_of(scope("/v1/conversations", query=b"token=sk-abc")) == "ip:203.0.113.7"
 
 
 def test_channels() -> None:

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -103,8 +104,8 @@ return {allowed, tostring(retry)}
 
 
 class RedisRateLimiter:
-    """Buckets in Redis under ``<prefix><key>``. While Redis is unreachable (or too slow: 0.5 s), the
-    in-process buckets decide; Redis is tried again every ``retry_seconds``."""
+    """Buckets in Redis under ``<prefix><key>``. While Redis is unreachable, too slow (0.5 s) or failing,
+    the in-process buckets decide; Redis is tried again every ``retry_seconds``."""
 
     def __init__(
         self,
@@ -120,7 +121,7 @@ class RedisRateLimiter:
         self.prefix = prefix
         self.client: Any = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._script = self.client.register_script(TOKEN_BUCKET_LUA)
-        self._errors = (redis.ConnectionError, redis.TimeoutError, OSError)
+        self._errors = (redis.RedisError, OSError)  # unreachable, too slow, out of memory, read-only …
         self.fallback = fallback or MemoryRateLimiter()
         self._retry_seconds = retry_seconds
         self._down_until: float | None = None  # monotonic time of the next try while Redis is down
@@ -133,7 +134,7 @@ class RedisRateLimiter:
         except self._errors as exc:
             if self._down_until is None:
                 log.warning(
-                    "rate limits: Redis at KEFU_REDIS_URL is unreachable (%s); limiting in this process "
+                    "rate limits: Redis at KEFU_REDIS_URL is unavailable (%s); limiting in this process "
                     "until it is back (each replica counts on its own meanwhile)",
                     exc,
                 )
@@ -172,13 +173,21 @@ def channel_of(path: str) -> str | None:
     return "web"
 
 
+def _key(secret: bytes) -> str:
+    return "key:" + hashlib.sha256(secret).hexdigest()[:24]  # hashed: no secret is ever a Redis key
+
+
 def client_of(scope: Scope) -> str:
-    """The bearer token / API key (hashed: no secret is ever a Redis key) or, without one, the client IP."""
+    """The bearer token or API key (the agent console's event stream: its ``?token=``), else the client IP."""
     for name, value in scope.get("headers", []):
         if name == b"authorization" and value[:7].lower() == b"bearer " and value[7:].strip():
-            return "key:" + hashlib.sha256(value[7:].strip()).hexdigest()[:24]
+            return _key(value[7:].strip())
         if name == b"x-api-key" and value.strip():
-            return "key:" + hashlib.sha256(value.strip()).hexdigest()[:24]
+            return _key(value.strip())
+    if scope.get("path") == "/v1/agent/events":
+        token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+        if token and token[0]:
+            return _key(token[0].encode())
     client = scope.get("client")
     return "ip:" + (client[0] if client else "unknown")
 
