@@ -285,11 +285,34 @@ def fake_llm(
     port: Annotated[int, typer.Option()] = 8001,
     latency_ms: Annotated[float, typer.Option(help="Delay before the first token.")] = 0.0,
     tokens_per_second: Annotated[float, typer.Option(help="Streaming speed; 0 = as fast as possible.")] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of chat calls that fail (0..1; 1 = every call).")
+    ] = 0.0,
+    error_status: Annotated[int, typer.Option(min=400, max=599, help="HTTP status of those failures.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the random draw behind --error-rate.")] = 0,
+    hang: Annotated[bool, typer.Option("--hang", help="Accept chat calls and never answer.")] = False,
+    drop_after: Annotated[
+        int | None, typer.Option(min=0, help="Close the connection after N chunks of a streamed reply.")
+    ] = None,
 ) -> None:
-    """Run a fake OpenAI-compatible server (tests, demos, benchmarks): KEFU_LLM=openai KEFU_LLM_BASE_URL=http://HOST:PORT/v1."""
+    """Run a fake OpenAI-compatible server (tests, demos, benchmarks): KEFU_LLM=openai KEFU_LLM_BASE_URL=http://HOST:PORT/v1.
+
+    Fault modes (also at run time: POST /_fake/config {"error_rate": 1, "hang": false, "drop_after": 3}):
+    --error-rate 1 makes every chat call a 500 (--error-status), --hang never answers, --drop-after N cuts
+    streams, --tokens-per-second 2 is a slow model."""
     from kefu.llm.testing import run_fake_server
 
-    run_fake_server(host=host, port=port, latency_ms=latency_ms, tokens_per_second=tokens_per_second)
+    run_fake_server(
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        tokens_per_second=tokens_per_second,
+        error_rate=error_rate,
+        error_status=error_status,
+        seed=seed,
+        hang=hang,
+        drop_after=drop_after,
+    )
 
 
 eval_app = typer.Typer(

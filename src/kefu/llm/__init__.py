@@ -3,6 +3,7 @@
     local     the bundled (or KEFU_LOCAL_MODEL_PATH) GGUF in a supervised  kefu.llm.supervisor
               worker process (llama.cpp there: kefu.llm.worker, kefu.llm.local)
     openai    any OpenAI-compatible endpoint (KEFU_LLM_BASE_URL …)         kefu.llm.openai_compat
+              behind a circuit breaker, then the optional KEFU_LLM_FALLBACK_* kefu.llm.breaker
     scripted  replies from KEFU_SCRIPTED_REPLIES, then deterministic ones  kefu.llm.testing
     none      no model: ``build_chat_model`` returns ``None`` and the dialog layer never generates
               (it answers from FAQ entries or says it has no answer)
@@ -24,6 +25,7 @@ __all__ = [
     "Reply",
     "StreamChunk",
     "Usage",
+    "breaker_states",
     "build_chat_model",
     "ensure_ready",
     "model_readiness",
@@ -51,15 +53,30 @@ def build_chat_model(settings: Settings) -> ChatModel | None:
 
         return ScriptedModel(list(settings.scripted_replies))
     if settings.llm == "openai":
+        from kefu.llm.breaker import BreakerModel, CircuitBreaker, FallbackChain
         from kefu.llm.openai_compat import OpenAICompatModel
 
-        return OpenAICompatModel(
-            settings.llm_base_url,
-            settings.llm_api_key,
-            settings.llm_model,
-            timeout=settings.llm_timeout,
-            max_retries=settings.llm_max_retries,
-        )
+        endpoints = [(settings.llm_base_url, settings.llm_api_key, settings.llm_model)]
+        if settings.llm_fallback_base_url:
+            endpoints.append(
+                (settings.llm_fallback_base_url, settings.llm_fallback_api_key, settings.llm_fallback_model)
+            )
+        guarded: list[ChatModel] = []
+        for base_url, api_key, name in endpoints:
+            remote = OpenAICompatModel(
+                base_url, api_key, name, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
+            )
+            breaker = CircuitBreaker(
+                remote.describe(),
+                failure_rate=settings.breaker_failure_rate,
+                min_calls=settings.breaker_min_calls,
+                window=settings.breaker_window_seconds,
+                cooldown=settings.breaker_cooldown_seconds,
+            )
+            # 95 % of the answer's own deadline (the orchestrator's KEFU_LLM_TIMEOUT), so a hung call is
+            # cut here first and counted as a failure, not cancelled from outside unseen
+            guarded.append(BreakerModel(remote, breaker, timeout=settings.llm_timeout * 0.95))
+        return FallbackChain(guarded) if len(guarded) > 1 else guarded[0]
     from kefu.llm.supervisor import LocalWorkerModel
 
     return LocalWorkerModel.from_settings(settings)
@@ -78,3 +95,16 @@ def model_readiness(model: ChatModel | None) -> tuple[bool, str]:
     if isinstance(model, _Supervised):
         return model.readiness()
     return True, model.describe()
+
+
+def breaker_states(model: ChatModel | None) -> str | None:
+    """The model's circuit breakers for ``/readyz``: "closed", "open until 20:31:05Z (another 12 s)", or
+    one "name: state" per breaker of a fallback chain; ``None`` when the model has none."""
+    from kefu.llm.breaker import breakers_of
+
+    breakers = breakers_of(model)
+    if not breakers:
+        return None
+    if len(breakers) == 1:
+        return breakers[0].describe()
+    return "; ".join(f"{b.name}: {b.describe()}" for b in breakers)

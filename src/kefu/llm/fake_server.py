@@ -23,9 +23,26 @@ Control endpoints (no auth):
 * ``POST /_fake/tool_calls {"tool_calls": [{"name": "…", "arguments": {…} or "raw JSON text"}]}`` —
   enqueue tool calls, one per tool request (``name`` defaults to the tool the request forces).
 * ``POST /_fake/config {"latency_ms": 0, "tokens_per_second": 0, "send_usage": true}`` — change
-  pacing; ``send_usage: false`` imitates servers that never report usage.
+  pacing; ``send_usage: false`` imitates servers that never report usage; the fault modes below.
 * ``GET /_fake/requests`` — ``{"requests": [<every chat request body>]}`` (messages, tools,
-  tool_choice — what the model received); ``POST /_fake/reset``.
+  tool_choice — what the model received); ``POST /_fake/reset`` (faults back to their start values).
+
+Fault modes, for every failure path (set at start — ``FakeServer(error_rate=…)``, ``kefu fake-llm
+--error-rate …`` — or at run time with ``POST /_fake/config``; they apply to ``/v1/chat/completions``
+only, so a client's start-up check that lists ``/v1/models`` still passes):
+
+* ``error_rate`` (0..1) — that share of chat calls fail with ``error_status`` (default 500), drawn from a
+  ``random.Random(seed)`` (``seed`` default 0: the same calls fail on every run; setting ``seed``
+  restarts the draw). ``error_rate: 1`` fails every call.
+* ``hang: true`` — accept the request, read it, and never answer (until the client goes away or hang
+  is switched off); a client sees its timeout.
+* ``tokens_per_second`` — slow tokens (above).
+* ``drop_after: N`` — close the connection after N chunks of a streamed reply (the role chunk counts
+  as the first), without ``[DONE]``; a non-streamed reply is cut after half its body.
+  ``drop_after: null`` (or a negative number) switches it off.
+
+Every chat request is recorded in ``/_fake/requests`` before any fault applies, so a test can count
+the calls that reached the server.
 
 ``FakeServer`` runs the app with uvicorn in a background thread on a free port (tests,
 benchmarks); ``run_fake_server`` runs it in the foreground (``kefu fake-llm``).
@@ -35,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 import threading
@@ -49,6 +67,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from kefu.llm.base import Message, Tool, ToolCall
 from kefu.llm.text import estimate_prompt_tokens, pieces, scripted_reply
@@ -67,6 +86,43 @@ class FakeState:
     failures: deque[int] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     initial: tuple[float, float] = (0, 0)  # (latency_ms, tokens_per_second) restored by reset
+    error_rate: float = 0.0
+    error_status: int = 500
+    seed: int = 0
+    hang: bool = False
+    drop_after: int | None = None
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    initial_faults: dict[str, Any] = field(default_factory=dict)  # restored by reset
+
+    def set_faults(self, values: dict[str, Any]) -> None:
+        """Apply the fault settings in ``values`` (others unchanged); ``ValueError`` names a bad one."""
+        if "error_rate" in values:
+            rate = float(values["error_rate"])
+            if not 0 <= rate <= 1:
+                raise ValueError(f"error_rate must be between 0 and 1, got {rate}")
+            self.error_rate = rate
+        if "error_status" in values:
+            status = int(values["error_status"])
+            if not 400 <= status <= 599:
+                raise ValueError(f"error_status must be an HTTP error status (400..599), got {status}")
+            self.error_status = status
+        if "seed" in values:
+            self.seed = int(values["seed"])
+            self.rng = random.Random(self.seed)
+        if "hang" in values:
+            self.hang = bool(values["hang"])
+        if "drop_after" in values:
+            drop = values["drop_after"]
+            self.drop_after = None if drop is None or int(drop) < 0 else int(drop)
+
+    def faults(self) -> dict[str, Any]:
+        return {
+            "error_rate": self.error_rate,
+            "error_status": self.error_status,
+            "seed": self.seed,
+            "hang": self.hang,
+            "drop_after": self.drop_after,
+        }
 
 
 def create_fake_openai_app(
@@ -74,10 +130,26 @@ def create_fake_openai_app(
     tokens_per_second: float = 0,
     replies: list[str] | None = None,
     api_key: str | None = None,
+    *,
+    error_rate: float = 0.0,
+    error_status: int = 500,
+    seed: int = 0,
+    hang: bool = False,
+    drop_after: int | None = None,
 ) -> Starlette:
     """Build the fake server; its ``FakeState`` is ``app.state.fake``."""
     state = FakeState(latency_ms, tokens_per_second, api_key, replies=deque(replies or []))
     state.initial = (latency_ms, tokens_per_second)
+    state.set_faults(
+        {
+            "error_rate": error_rate,
+            "error_status": error_status,
+            "seed": seed,
+            "hang": hang,
+            "drop_after": drop_after,
+        }
+    )
+    state.initial_faults = state.faults()
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", _chat, methods=["POST"]),
@@ -95,10 +167,15 @@ def create_fake_openai_app(
 
 
 def run_fake_server(
-    host: str = "127.0.0.1", port: int = 8001, latency_ms: float = 0, tokens_per_second: float = 0
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    latency_ms: float = 0,
+    tokens_per_second: float = 0,
+    **faults: Any,
 ) -> None:
-    """Serve the fake app until interrupted (the ``kefu fake-llm`` command)."""
-    app = create_fake_openai_app(latency_ms=latency_ms, tokens_per_second=tokens_per_second)
+    """Serve the fake app until interrupted (the ``kefu fake-llm`` command); ``faults``: error_rate,
+    error_status, seed, hang, drop_after."""
+    app = create_fake_openai_app(latency_ms=latency_ms, tokens_per_second=tokens_per_second, **faults)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
@@ -147,6 +224,7 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        self.state.hang = False  # release hung requests so the server can stop at once
         self._server.should_exit = True
         self._thread.join(timeout=5)
         self._socket.close()
@@ -173,19 +251,56 @@ async def _chat(request: Request) -> Response:
     state.requests.append(body)
     if state.failures:
         return _error(state.failures.popleft(), "fake failure (POST /_fake/fail)", "server_error")
+    if state.error_rate and state.rng.random() < state.error_rate:
+        message = f"fake failure (error_rate {state.error_rate:g})"
+        return _error(state.error_status, message, "server_error")
+    if state.hang:
+        while state.hang and not await request.is_disconnected():
+            await asyncio.sleep(0.02)
+        if state.hang:
+            return Response(status_code=499)  # the client went away; nobody reads this
     await asyncio.sleep(state.latency_ms / 1000)
     if body.get("tools") and body.get("tool_choice") != "none":
-        return _tool_answer(body, state)
+        return _dropping(_tool_answer(body, state), state.drop_after)
     text, finish = _reply_for(body, state)
     usage = _usage(body, text)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and state.send_usage
         events = _sse(body, text, finish, usage if include_usage else None, state.tokens_per_second)
-        return StreamingResponse(events, media_type="text/event-stream")
+        return _dropping(StreamingResponse(events, media_type="text/event-stream"), state.drop_after)
     if state.tokens_per_second:
         await asyncio.sleep(len(pieces(text)) / state.tokens_per_second)
     payload = _completion(body, text, finish, usage if state.send_usage else None)
-    return JSONResponse(payload)
+    return _dropping(JSONResponse(payload), state.drop_after)
+
+
+class _Dropped(Response):
+    """``response`` cut short: its headers, then the first ``after`` body chunks (a whole body: half of
+    it), then the connection closes without the end of the body."""
+
+    def __init__(self, response: Response, after: int) -> None:
+        self.response, self.after = response, after
+        self.status_code, self.background = response.status_code, None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in self.response.raw_headers if k.lower() != b"content-length"]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        if isinstance(self.response, StreamingResponse):
+            sent = 0
+            async for part in self.response.body_iterator:
+                if sent >= self.after:
+                    break
+                data = part if isinstance(part, bytes | memoryview) else str(part).encode()
+                await send({"type": "http.response.body", "body": bytes(data), "more_body": True})
+                sent += 1
+        else:
+            body = bytes(self.response.body)
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        # returning here without the last body message makes the server close the connection
+
+
+def _dropping(response: Response, after: int | None) -> Response:
+    return response if after is None else _Dropped(response, after)
 
 
 async def _models(request: Request) -> Response:
@@ -389,7 +504,13 @@ async def _configure(request: Request) -> Response:
     state.latency_ms = float(body.get("latency_ms", state.latency_ms))
     state.tokens_per_second = float(body.get("tokens_per_second", state.tokens_per_second))
     state.send_usage = bool(body.get("send_usage", state.send_usage))
-    return JSONResponse({"latency_ms": state.latency_ms, "tokens_per_second": state.tokens_per_second})
+    try:
+        state.set_faults(body)
+    except (TypeError, ValueError) as exc:
+        return _error(400, f"bad fault setting: {exc}", "invalid_request_error")
+    return JSONResponse(
+        {"latency_ms": state.latency_ms, "tokens_per_second": state.tokens_per_second, **state.faults()}
+    )
 
 
 async def _requests(request: Request) -> Response:
@@ -408,3 +529,4 @@ def _reset_state(state: FakeState) -> None:
     state.requests.clear()
     state.send_usage = True
     state.latency_ms, state.tokens_per_second = state.initial
+    state.set_faults(state.initial_faults)

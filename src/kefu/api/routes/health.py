@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from kefu.api.deps import RuntimeDep
-from kefu.llm import model_readiness
+from kefu.llm import breaker_states, model_readiness
 
 router = APIRouter(tags=["health"])
 
@@ -32,6 +32,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     model_ready, checks["model"] = model_readiness(runtime.model)
     if not model_ready:  # the local model's worker is (re)starting: say why
         checks["model"] = f"not ready: {checks['model']}"
+    breakers = breaker_states(runtime.model)
+    if breakers is not None:  # an open breaker keeps /readyz 200: the chat answers from the knowledge base
+        checks["model_breaker"] = breakers
     checks["knowledge_base"] = f"{runtime.kb.version} ({len(runtime.kb.chunks)} chunks)"
     ready = model_ready and all(not value.startswith("error") for value in checks.values())
     return JSONResponse(
