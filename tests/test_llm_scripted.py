@@ -8,6 +8,7 @@ from kefu.config import Settings
 from kefu.errors import ModelError
 from kefu.llm import build_chat_model, ensure_ready
 from kefu.llm.base import ChatRequest, Message
+from kefu.llm.breaker import BreakerModel
 from kefu.llm.openai_compat import OpenAICompatModel
 from kefu.llm.testing import ScriptedModel
 from kefu.llm.text import estimate_tokens, pieces, scripted_reply
@@ -92,6 +93,6 @@ async def test_factory_builds_each_backend() -> None:
     remote = build_chat_model(
         Settings(environment="test", llm="openai", llm_base_url="http://127.0.0.1:9/v1", llm_model="m")
     )
-    assert isinstance(remote, OpenAICompatModel)
+    assert isinstance(remote, BreakerModel) and isinstance(remote.model, OpenAICompatModel)
     assert remote.describe() == "m @ http://127.0.0.1:9/v1"
     await remote.aclose()
