@@ -44,15 +44,18 @@ _TOPICS = {
     "exchange": re.compile(r"换货|换尺码|换颜色|换码|能换|换吗|\bexchange", re.I),
     "warranty": re.compile(r"保修|维修|\bwarrant|\brepair", re.I),
 }
+# Whose doing it is — one word list for the questions (``policy_answers.reason_given``) and the sentences.
 _CASES = {
     "quality": re.compile(
-        r"坏|质量|故障|毛病|没声音|无声|充不进|不能充电|无法充电|破损|瑕疵|开线|脱色|发错|错发|少件|失灵"
-        r"|broken|defect|faulty|damaged|not working|stopped working|quality|wrong item",
+        r"坏|质量|故障|毛病|没声音|无声|不响|充不进|充不了|不能充电|无法充电|破损|瑕疵|开线|脱色|掉色|发错|错发|少件"
+        r"|不亮|不转|失灵|broken|defect|faulty|damaged|not working|doesn'?t work|stopped working|quality"
+        r"|wrong item|\bdead\b",
         re.I,
     ),
     "own_reason": re.compile(
-        r"无理由|不喜欢|不想要|不合适|拍错|买错|个人原因|付费维修|超过保修期|换尺码|换颜色"
-        r"|no reason|changed? my mind|doesn'?t fit|don'?t like|paid repair|out of warranty",
+        r"无理由|不喜欢|不想要|不要了|不合适|尺码|太大|太小|大了|小了|颜色|拍错|买错|后悔|没用过|没拆|个人原因"
+        r"|付费维修|超过保修期|no reason|changed? my mind|doesn'?t fit|wrong size|don'?t (?:like|want)"
+        r"|no longer (?:want|need)|paid repair|out of warranty",
         re.I,
     ),
 }

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from kefu.dialog.extractive import cases
 from kefu.dialog.language import Lang
 from kefu.flows.spec import Ask, Call, Decide, End, FlowSpec, Handoff
 
@@ -83,17 +84,6 @@ _RETURN = re.compile(
     r"退货|退款|退掉|退了|能退|可以退|还退|退吗|退不退|退回|\breturn|\brefund|send (?:it )?back", re.I
 )
 _EXCHANGE = re.compile(r"换货|换吗|能换|可以换|换尺码|换颜色|换个|换一个|换码|\bexchange|\bswap", re.I)
-_QUALITY = re.compile(
-    r"坏|质量|故障|毛病|没声音|无声|不响|充不进|充不了|不能充电|无法充电|破损|瑕疵|开线|脱色|掉色|发错|错发|不亮|不转|失灵"
-    r"|broken|defect|faulty|damaged|not working|doesn'?t work|stopped working|quality|wrong item|\bdead\b",
-    re.I,
-)
-_OTHER = re.compile(
-    r"不喜欢|不想要|不要了|不合适|尺码|太大|太小|大了|小了|颜色|拍错|买错|后悔|无理由|没用过|没拆"
-    r"|don'?t (?:like|want)|changed? my mind|doesn'?t fit|wrong size|no longer (?:want|need)|no reason",
-    re.I,
-)
-
 _ACT = {
     "zh": {"return": "退货", "exchange": "换货"},
     "en": {"return": "return it", "exchange": "exchange it"},
@@ -264,11 +254,11 @@ def _past(before: str, after: str) -> int:
 
 
 def reason_given(text: str) -> Reason | None:
-    if _QUALITY.search(text):
+    """A quality problem (「坏了」「没声音」), the customer's own reason (「不合适」), or None (not said)."""
+    found = cases(text)
+    if "quality" in found:
         return "quality"
-    if _OTHER.search(text):
-        return "other"
-    return None
+    return "other" if "own_reason" in found else None
 
 
 def _number(text: str) -> int:
