@@ -33,3 +33,6 @@ class Answer:
     policy: dict[str, Any] | None = None  # the policy rules' verdicts for a hypothetical question
     output: str | None = None  # what the model returned, when that is not what was sent (replaced)
     reminder: str = ""  # appended after the answer: what a waiting flow still needs from the customer
+    route: str = ""  # the model route chosen for this turn ("faq", "complex", …; see llm/routing)
+    cost: float = 0.0  # what this turn's model calls cost, in the matrix's currency units
+    cache: str = ""  # "exact" / "semantic" when the answer came from the answer cache, else ""

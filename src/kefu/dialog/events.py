@@ -17,6 +17,8 @@ class Meta:
     escalate: bool = False  # sustained or strong negative sentiment: a signal for human handoff
     # "handoff" / "ticket" / "agent_pending": {"id", "status", "position", "expected_wait_s", "reason", "agent"}
     handoff: dict[str, Any] | None = None
+    cache: str | None = None  # "exact" / "semantic" when the answer is served from the answer cache
+    route: str | None = None  # the model route picked for this turn, when a model may be asked
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,8 @@ becomes a polite fallback reply, never an exception at the edge.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from kefu.dialog.answer import Answer
 from kefu.dialog.events import Citations, Delta, Done, Event, Meta
 from kefu.dialog.knowledge import KnowledgeStage
 from kefu.dialog.language import Lang, detect_language
+from kefu.dialog.locks import ConversationLocks, LocalLocks
 from kefu.dialog.memory import remember
 from kefu.dialog.router import route
 from kefu.errors import EmptyMessage, MessageTooLong
@@ -89,9 +88,8 @@ class Assistant:
     compliance: CompliancePolicy | None = None  # disclaimers attached deterministically to matching answers
     flows: FlowEngine | None = None  # order status, returns, cancel, address, invoice: policy as code
     handoffs: HandoffDesk | None = None  # human agents: triggers, queue, bot silence while they talk
-    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
-        default_factory=weakref.WeakValueDictionary
-    )
+    # one turn at a time per conversation: in process by default, across replicas with Redis
+    locks: ConversationLocks = field(default_factory=LocalLocks)
     embedder: Embedder | None = None  # the KB's embedder: sentences by meaning across languages
     _knowledge: KnowledgeStage | None = field(default=None, repr=False)
 
@@ -123,8 +121,7 @@ class Assistant:
         cleaned = clean_message(text, self.settings.max_message_chars)
         await to_thread.run_sync(lambda: self.conversations.get_conversation(conversation_id))
         question = await to_thread.run_sync(lambda: self.redact(cleaned, conversation_id))
-        lock = self._locks.setdefault(conversation_id, asyncio.Lock())
-        async with lock:
+        async with self.locks.hold(conversation_id):
             async for event in self._answer_locked(conversation_id, question, history):
                 yield event
 
@@ -155,7 +152,14 @@ class Assistant:
         if desk is not None:
             await self._hand_off(desk, plan, state, question, lang, escalate)
         yield Meta(
-            conversation_id, user_msg.id, plan.kind, sentiment=mood, escalate=escalate, handoff=plan.handoff
+            conversation_id,
+            user_msg.id,
+            plan.kind,
+            sentiment=mood,
+            escalate=escalate,
+            handoff=plan.handoff,
+            cache=plan.cache or None,
+            route=plan.route or None,
         )
         cites = [citation(n, hit, plan.kb_version) for n, hit in enumerate(plan.hits, start=1)]
         if cites:

@@ -27,6 +27,7 @@ __all__ = [
     "Usage",
     "breaker_states",
     "build_chat_model",
+    "build_endpoint",
     "ensure_ready",
     "model_readiness",
 ]
@@ -53,33 +54,38 @@ def build_chat_model(settings: Settings) -> ChatModel | None:
 
         return ScriptedModel(list(settings.scripted_replies))
     if settings.llm == "openai":
-        from kefu.llm.breaker import BreakerModel, CircuitBreaker, FallbackChain
-        from kefu.llm.openai_compat import OpenAICompatModel
+        from kefu.llm.breaker import FallbackChain
 
         endpoints = [(settings.llm_base_url, settings.llm_api_key, settings.llm_model)]
         if settings.llm_fallback_base_url:
             endpoints.append(
                 (settings.llm_fallback_base_url, settings.llm_fallback_api_key, settings.llm_fallback_model)
             )
-        guarded: list[ChatModel] = []
-        for base_url, api_key, name in endpoints:
-            remote = OpenAICompatModel(
-                base_url, api_key, name, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
-            )
-            breaker = CircuitBreaker(
-                remote.describe(),
-                failure_rate=settings.breaker_failure_rate,
-                min_calls=settings.breaker_min_calls,
-                window=settings.breaker_window_seconds,
-                cooldown=settings.breaker_cooldown_seconds,
-            )
-            # 95 % of the answer's own deadline (the orchestrator's KEFU_LLM_TIMEOUT), so a hung call is
-            # cut here first and counted as a failure, not cancelled from outside unseen
-            guarded.append(BreakerModel(remote, breaker, timeout=settings.llm_timeout * 0.95))
+        guarded = [build_endpoint(settings, *endpoint) for endpoint in endpoints]
         return FallbackChain(guarded) if len(guarded) > 1 else guarded[0]
     from kefu.llm.supervisor import LocalWorkerModel
 
     return LocalWorkerModel.from_settings(settings)
+
+
+def build_endpoint(settings: Settings, base_url: str, api_key: str, name: str) -> ChatModel:
+    """One OpenAI-compatible endpoint behind its own circuit breaker and per-call timeout."""
+    from kefu.llm.breaker import BreakerModel, CircuitBreaker
+    from kefu.llm.openai_compat import OpenAICompatModel
+
+    remote = OpenAICompatModel(
+        base_url, api_key, name, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
+    )
+    breaker = CircuitBreaker(
+        remote.describe(),
+        failure_rate=settings.breaker_failure_rate,
+        min_calls=settings.breaker_min_calls,
+        window=settings.breaker_window_seconds,
+        cooldown=settings.breaker_cooldown_seconds,
+    )
+    # 95 % of the answer's own deadline (the orchestrator's KEFU_LLM_TIMEOUT), so a hung call is
+    # cut here first and counted as a failure, not cancelled from outside unseen
+    return BreakerModel(remote, breaker, timeout=settings.llm_timeout * 0.95)
 
 
 async def ensure_ready(model: ChatModel | None) -> None:
