@@ -242,16 +242,22 @@ def stats(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Operations counts: handoff rate, flow completion rate, session completion rate."""
+    """Operations counts (handoff, flow and session completion rates) and model cost: per UTC day by
+    route and model, per conversation, and the answer-cache hit rate."""
     import json
 
+    from kefu.storage.costs import cost_summary, format_costs
     from kefu.storage.stats import format_summary, operations_summary
 
     settings = load_settings()
     start = _parse_since(since, settings)
     with _handoff_store(settings) as store:  # migrated: the counts' table exists
         summary = operations_summary(store.engine, start)
-    typer.echo(json.dumps(summary, ensure_ascii=False, indent=2) if as_json else format_summary(summary))
+        costs = cost_summary(store.engine, start)
+    if as_json:
+        typer.echo(json.dumps({**summary, "costs": costs}, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(format_summary(summary) + "\n\n" + format_costs(costs))
 
 
 def _parse_since(since: str | None, settings: Settings) -> datetime | None:

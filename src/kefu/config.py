@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     breaker_window_seconds: float = Field(default=60.0, gt=0)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
+    # Model routing, cost and budgets (issue #10 §3, kefu.llm.routing). KEFU_MODELS: the model matrix
+    # (YAML: named models with prices, context and capabilities, and the routes faq / complex / complaint /
+    # long_context / batch / cheap); empty → the model above alone, route "default", priced per 1k tokens
+    # by KEFU_LLM_PRICE_IN_PER_1K / _OUT_PER_1K. Budgets in the same currency (0 = none): per UTC day and
+    # per conversation; from KEFU_BUDGET_DEGRADE_AT of a cap the cheap route answers, at the cap no model.
+    models: Path | None = None
+    llm_price_in_per_1k: float = Field(default=0.0, ge=0)
+    llm_price_out_per_1k: float = Field(default=0.0, ge=0)
+    budget_daily: float = Field(default=0.0, ge=0)
+    budget_conversation: float = Field(default=0.0, ge=0)
+    budget_degrade_at: float = Field(default=0.8, gt=0, le=1)
+
     # Conversation
     session_window_turns: int = Field(default=5, ge=1, le=50)
     session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
@@ -249,6 +261,11 @@ class Settings(BaseSettings):
             )
         if bool(self.rerank_url) != bool(self.rerank_model):
             raise ValueError("the rerank step needs both KEFU_RERANK_URL and KEFU_RERANK_MODEL (or neither)")
+        if self.models is not None and not self.models.is_file():
+            raise ValueError(
+                f"KEFU_MODELS points to {str(self.models)!r}, which is not a file; "
+                "copy deploy/models.example.yaml and point KEFU_MODELS at it (or unset it)"
+            )
         if self.grounded_threshold > self.faq_direct_threshold:
             raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")
         self.working_hours  # noqa: B018  # a bad KEFU_HANDOFF_* value fails here, at start-up

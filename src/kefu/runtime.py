@@ -79,9 +79,11 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
 
     ``model`` overrides the configured one (tests and benchmarks pass a scripted model)."""
     from kefu.audit import AuditLog
-    from kefu.llm import build_chat_model, ensure_ready
+    from kefu.llm import ensure_ready
+    from kefu.llm.routing import build_routed_model, with_budgets
     from kefu.safety.compliance import CompliancePolicy
     from kefu.safety.pii import redact_pii
+    from kefu.storage.costs import spend_of
     from kefu.storage.factory import build_stores
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -89,10 +91,11 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     try:
         knowledge = await to_thread.run_sync(lambda: open_knowledge(settings, stores.engine))
         kb = knowledge.current()
-        if model is None:
-            model = build_chat_model(settings)
+        if model is None:  # KEFU_MODELS: the matrix's models behind a router (llm/routing)
+            model = build_routed_model(settings)
             if model is not None:
                 await ensure_ready(model)
+        model = with_budgets(settings, model, spend_of(stores.engine))  # KEFU_BUDGET_*
     except BaseException:
         stores.close()
         raise

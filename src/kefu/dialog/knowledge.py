@@ -9,6 +9,11 @@
 
 ``KEFU_ANSWER_MODE`` picks the writing (extractive / rephrase / generate); ``Assistant`` runs this stage
 after the guards and the flows, and persists and audits whatever it produced.
+
+Model routing (``kefu.llm.routing``): every plan records its route — the scenario of the question (faq,
+complex, complaint, long_context), "default" without a model matrix — and a turn the model words is
+answered by that route's model and priced (``Answer.cost``). Near a budget cap the "cheap" route answers;
+over it no model is called: the KB's own sentences (or the FAQ) and a human offered.
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ from kefu.errors import ModelError
 from kefu.flows import FlowEngine
 from kefu.kb.types import Embedder, Hit, Retrieval, Retriever
 from kefu.llm.base import ChatModel, ChatRequest, Message
+from kefu.llm.routing import CHEAP, DEFAULT_ROUTE, OVER_BUDGET, ModelRouter, choose_route, router_of
+from kefu.llm.text import estimate_tokens
 from kefu.safety.injection import leaks_prompt
 from kefu.safety.injection import refusal_text as injection_refusal
+from kefu.safety.sentiment import score_sentiment
 from kefu.storage.base import SessionState
 
 log = logging.getLogger("kefu.dialog")
@@ -55,6 +63,7 @@ class KnowledgeStage:
     embedder: Embedder | None = None  # the KB's embedder: sentences by meaning across languages
     flows: FlowEngine | None = None  # the return flow's rules answer hypothetical return questions
     _return_policy: list[ReturnPolicy | None] = field(default_factory=list)  # computed once from the flows
+    _routers: list[ModelRouter | None] = field(default_factory=list)  # the model as a router, made once
 
     async def plan(self, state: SessionState, question: str, lang: Lang) -> Answer:
         """The knowledge base decides: an FAQ verbatim, an answer from its own cited sentences, or none.
@@ -68,17 +77,38 @@ class KnowledgeStage:
             return ruled
         found = await self._search(state, question)
         v = found.version
+        parts = split_parts(question)
         if found.decision == "faq" and found.faq is not None:
             faq = found.faq.chunk
-            return Answer("faq", hits=[found.faq], text=faq.answer or faq.text, kb_version=v)
+            answer = Answer("faq", hits=[found.faq], text=faq.answer or faq.text, kb_version=v)
+            answer.route = self._scenario(state, question, parts, answer.hits)
+            return answer
         if found.decision != "grounded" or not found.hits:
-            return Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
+            answer = Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
+            answer.route = self._scenario(state, question, parts, [])
+            return answer
         hits = found.hits
-        parts = split_parts(question)
         if len(parts) > 1:  # several questions in one message: each part's best chunks too
             hits = await self._part_hits(parts, question, hits)
         extract = await to_thread.run_sync(lambda: best_extract(parts, hits, lang, self.embedder))
         mode = self._answer_mode()
+        route = self._scenario(state, question, parts, hits)
+        if mode != "extractive":  # the model will be asked: the budget may say otherwise
+            route = await self._budgeted(route, state.conversation_id)
+            if route == OVER_BUDGET:
+                mode = "extractive"
+        answer = self._grounded(found, hits, extract, mode, lang)
+        answer.route = route
+        if route == OVER_BUDGET and answer.kind == "grounded":
+            answer.text += "\n\n" + prompts.BUDGET_HUMAN[lang]
+        return answer
+
+    def _grounded(
+        self, found: Retrieval, hits: list[Hit], extract: Extract | None, mode: str, lang: Lang
+    ) -> Answer:
+        """The plan of a grounded answer: for the model to word (generate, rephrase, translate) or the
+        KB's own sentences."""
+        v = found.version
         if mode == "generate":
             return Answer("grounded", hits=hits, kb_version=v, extract=extract, mode=mode)
         if extract is None:
@@ -92,6 +122,41 @@ class KnowledgeStage:
             return Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode="extractive")
         text = extract.text if mode == "extractive" else ""
         return Answer("grounded", hits=hits, text=text, kb_version=v, extract=extract, mode=mode)
+
+    def router(self) -> ModelRouter | None:
+        """The model as a router (``kefu.llm.routing``): the matrix's, or a one-model "default" one."""
+        if not self._routers:
+            self._routers.append(router_of(self.model, self.settings))
+        return self._routers[0]
+
+    def _scenario(self, state: SessionState, question: str, parts: list[str], hits: list[Hit]) -> str:
+        """The route of this question (``choose_route``); "default" without a model matrix."""
+        router = self.router()
+        if router is None:
+            return ""
+        if not router.matrix.source:
+            return DEFAULT_ROUTE
+        spec = router.matrix.spec_for("faq")
+        prompt = "\n".join([question, state.summary, *(t.user + t.assistant for t in state.turns)])
+        prompt_tokens = 400 + estimate_tokens(prompt) + sum(estimate_tokens(h.chunk.text) for h in hits)
+        return choose_route(
+            question,
+            parts=len(parts),
+            sentiment=score_sentiment(question).score,
+            prompt_tokens=prompt_tokens,
+            context_tokens=spec.context_tokens - self.settings.llm_max_tokens,
+        )
+
+    async def _budgeted(self, route: str, conversation_id: str) -> str:
+        """The route the budgets allow: as chosen, "cheap" near a cap, OVER_BUDGET (no model) at it."""
+        router = self.router()
+        if router is None or not router.budget.active:
+            return route
+        budget = router.budget
+        state = await to_thread.run_sync(lambda: budget.state(conversation_id))
+        if state == "over":
+            return OVER_BUDGET
+        return CHEAP if state == "degrade" else route
 
     async def _part_hits(self, parts: list[str], question: str, hits: list[Hit]) -> list[Hit]:
         """The message's hits, then the best few of each part's own search (no chunk twice)."""
@@ -155,23 +220,31 @@ class KnowledgeStage:
     async def produce(
         self, plan: Answer, state: SessionState, question: str, lang: Lang
     ) -> AsyncIterator[str]:
-        if plan.kind != "grounded" or self.model is None or plan.mode == "extractive":
+        router = self.router()
+        if plan.kind != "grounded" or router is None or plan.mode == "extractive":
             yield plan.text
             return
-        if plan.mode in ("rephrase", "translate") and plan.extract is not None:
-            async for piece in self._reword(plan, plan.extract, question, lang):
+        name, model = router.for_route(plan.route)
+        try:
+            if plan.mode in ("rephrase", "translate") and plan.extract is not None:
+                async for piece in self._reword(plan, model, plan.extract, question, lang):
+                    yield piece
+                return
+            async for piece in self._generate(plan, model, state, question, lang):
                 yield piece
-            return
-        async for piece in self._generate(plan, state, question, lang):
-            yield piece
+        finally:
+            plan.cost = router.matrix.cost(name, plan.usage)
+            if router.matrix.source:  # the matrix's name for the model ("cheap", "strong")
+                plan.model = name
 
-    async def _reword(self, plan: Answer, extract: Extract, question: str, lang: Lang) -> AsyncIterator[str]:
+    async def _reword(
+        self, plan: Answer, model: ChatModel, extract: Extract, question: str, lang: Lang
+    ) -> AsyncIterator[str]:
         """The model rewords (or translates) the chosen sentences; sent only if nothing was changed."""
-        assert self.model is not None
         messages = prompts.rephrase_messages(self.settings.shop_name, lang, question, extract.plain)
         request = ChatRequest(messages=messages, max_tokens=self.settings.llm_max_tokens, temperature=0.1)
-        plan.model, plan.request = self.model.describe(), request
-        text = await self._held_text(plan, request)
+        plan.model, plan.request = model.describe(), request
+        text = await self._held_text(plan, model, request)
         plan.output = text
         marks = "".join(f"[{n}]" for n in range(1, len(extract.groups) + 1))
         same_language = extract.lang == lang
@@ -194,13 +267,12 @@ class KnowledgeStage:
             plan.text = lead + extract.text
         yield plan.text
 
-    async def _held_text(self, plan: Answer, request: ChatRequest) -> str:
+    async def _held_text(self, plan: Answer, model: ChatModel, request: ChatRequest) -> str:
         """The model's whole reply ("" after a model error or timeout, which is logged)."""
-        assert self.model is not None
         text = ""
         try:
             async with asyncio.timeout(self.settings.llm_timeout):
-                async for chunk in self.model.stream(request):
+                async for chunk in model.stream(request):
                     if chunk.usage is not None:
                         plan.usage = chunk.usage
                     text += chunk.text
@@ -212,11 +284,9 @@ class KnowledgeStage:
         return text
 
     async def _generate(
-        self, plan: Answer, state: SessionState, question: str, lang: Lang
+        self, plan: Answer, model: ChatModel, state: SessionState, question: str, lang: Lang
     ) -> AsyncIterator[str]:
         """The model answers from the numbered sources; held and checked unless KEFU_ANSWER_CHECK=off."""
-        assert self.model is not None
-        model = self.model
         follow_up_of = state.turns[-1].user if state.turns and is_follow_up(question) else None
         messages = prompts.grounded_messages(
             self.settings.shop_name, lang, state, question, plan.hits, follow_up_of=follow_up_of

@@ -185,6 +185,10 @@ class Assistant:
                 prompt_tokens=plan.usage.prompt_tokens,
                 completion_tokens=plan.usage.completion_tokens,
                 latency_ms=round(latency_ms, 2),
+                # the model route (a complaint handed to a person without a model: "complaint"), its cost
+                route=plan.route or ("complaint" if plan.topic == "complaint" else None),
+                cost=plan.cost,
+                cache=plan.cache or None,
             )
         )
         if self.audit is not None:

@@ -7,6 +7,9 @@ from kefu.kb.types import Hit
 from kefu.llm.base import Message
 from kefu.storage.base import SessionState
 
+# Raise with any change to a prompt or fixed reply: answers cached under an older version are not served
+PROMPT_VERSION = "1"
+
 _SYSTEM = {
     "zh": (
         "你是「{shop}」的在线客服。只根据【资料】回答顾客的问题，回答简洁、礼貌，使用中文。\n"
@@ -43,6 +46,11 @@ FALLBACK = {
     "zh": "抱歉，系统暂时有点忙，没能完成回答。请稍后再试，或者让我为您转接人工客服。",
     "en": "Sorry, I could not finish that answer just now. Please try again in a moment, "
     "or I can transfer you to a human agent.",
+}
+# The model budget is spent (kefu.llm.routing.Budget): the knowledge base's own words, and a person offered
+BUDGET_HUMAN = {
+    "zh": "如需进一步帮助，回复「转人工」即可为您转接人工客服。",
+    "en": "If you need more help, reply \"agent\" and I will transfer you to a human agent.",
 }
 GREETING = {
     "zh": "您好！我是{shop}的智能客服，可以帮您解答配送、退换货、发票、支付、会员积分和保修等问题。请问有什么可以帮您？",

@@ -45,6 +45,9 @@ class MessageRecord:
     latency_ms: float | None = None
     sentiment: float | None = None  # per-turn sentiment score of a customer message
     agent_id: str | None = None  # role "agent": the agent who wrote it
+    route: str | None = None  # the model route of the turn: "faq", "complex", … (kefu.llm.routing)
+    cost: float | None = None  # what the turn's model calls cost, in the model matrix's currency
+    cache: str | None = None  # "exact" / "semantic" when the reply came from the answer cache
 
 
 @runtime_checkable

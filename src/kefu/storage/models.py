@@ -77,7 +77,10 @@ class ConversationRow(Base):
 
 class MessageRow(Base):
     __tablename__ = "messages"
-    __table_args__ = (Unique("conversation_id", "seq", name="uq_messages_conversation_seq"),)
+    __table_args__ = (
+        Unique("conversation_id", "seq", name="uq_messages_conversation_seq"),
+        Index("ix_messages_created_at", "created_at"),  # the daily budget's sum (migration 0006)
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
@@ -93,6 +96,9 @@ class MessageRow(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     sentiment: Mapped[float | None] = mapped_column(Float)
     agent_id: Mapped[str | None] = mapped_column(String(32))  # role "agent": who wrote it (agents.id)
+    route: Mapped[str | None] = mapped_column(String(32))  # the model route of the turn (llm/routing)
+    cost: Mapped[float | None] = mapped_column(Float)  # the turn's model cost, in the matrix's currency
+    cache: Mapped[str | None] = mapped_column(String(16))  # "exact" / "semantic": an answer-cache hit
     created_at: Mapped[datetime]
 
 

@@ -41,6 +41,9 @@ _META_DEFAULTS: dict[str, Any] = {
     "latency_ms": None,
     "sentiment": None,
     "agent_id": None,
+    "route": None,
+    "cost": None,
+    "cache": None,
 }
 # The blind index's purpose string; changing it orphans every stored index.
 EXTERNAL_USER_INDEX = "conversations.external_user"
@@ -207,4 +210,7 @@ def _message_record(row: MessageRow) -> MessageRecord:
         latency_ms=row.latency_ms,
         sentiment=row.sentiment,
         agent_id=row.agent_id,
+        route=row.route,
+        cost=row.cost,
+        cache=row.cache,
     )

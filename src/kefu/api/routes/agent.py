@@ -1,4 +1,4 @@
-"""The agent console's API (/v1/agent/…) and the operations counts (/v1/stats/operations).
+"""The agent console's API (/v1/agent/…) and the operations counts (/v1/stats/operations, /v1/stats/costs).
 
 Every endpoint but login needs ``Authorization: Bearer <token>`` (401 without, 403 for a deactivated
 agent); the event stream also takes ``?token=`` because browsers' EventSource cannot send headers.
@@ -20,6 +20,7 @@ from kefu.api.sse import sse_response
 from kefu.dialog.handoff_views import agent_message
 from kefu.dialog.live import AGENTS_CHANNEL, LiveEvent
 from kefu.errors import InvalidInput
+from kefu.storage.costs import cost_summary
 from kefu.storage.handoff import AgentRecord
 from kefu.storage.stats import operations_summary
 
@@ -158,3 +159,17 @@ async def operations(
         raise InvalidInput("since needs a time zone, e.g. 2026-01-01T00:00:00+08:00 or …Z")
     engine = runtime.stores.engine
     return await to_thread.run_sync(lambda: operations_summary(engine, since))
+
+
+@stats_router.get("/costs")
+async def costs(
+    agent: AgentDep,
+    runtime: RuntimeDep,
+    since: Annotated[datetime | None, Query(description="ISO 8601; bot replies since")] = None,
+) -> dict[str, Any]:
+    """Model cost per UTC day by route and model, the costliest conversations, the answer-cache hit rate
+    (see ``kefu.storage.costs``)."""
+    if since is not None and since.tzinfo is None:
+        raise InvalidInput("since needs a time zone, e.g. 2026-01-01T00:00:00+08:00 or …Z")
+    engine = runtime.stores.engine
+    return await to_thread.run_sync(lambda: cost_summary(engine, since))
