@@ -11,11 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from kefu import __version__
 from kefu.api.errors import install_error_handlers
 from kefu.api.ratelimit import RateLimiter, RateLimitPolicy, RateLimits, build_rate_limiter
-from kefu.api.routes import agent, conversations, health, openai, web
+from kefu.api.routes import agent, conversations, health, metrics, openai, web
 from kefu.api.routes import kb as kb_routes
 from kefu.api.timing import ServerTiming
 from kefu.config import Settings, load_settings
 from kefu.llm.base import ChatModel
+from kefu.observe.http import RequestMetrics
 from kefu.runtime import Runtime, build_runtime
 
 
@@ -55,7 +56,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RateLimits, policy=RateLimitPolicy.from_settings(settings), limiter=rate_limiter)
     app.add_middleware(ServerTiming)
-    for module in (health, conversations, openai, web, agent):
+    app.add_middleware(RequestMetrics, label=settings.version_label)  # outermost: sees the 429s too
+    for module in (health, metrics, conversations, openai, web, agent):
         app.include_router(module.router)
     app.include_router(agent.stats_router)
     app.include_router(kb_routes.router)
