@@ -207,6 +207,14 @@ class Settings(BaseSettings):
     rate_limit_conversation: str = "10/50"
     rate_limit_global: str = "500/2000"
 
+    # Metrics and release (issue #11, kefu.observe, deploy/): KEFU_VERSION_LABEL names this release in
+    # the X-Kefu-Version header and kefu_build_info ("canary", "stable"; letters, digits, . _ -). The
+    # per-conversation cost/token histograms observe a conversation once idle this long; the KPI ratios
+    # on /metrics (session completion, handoff, flow completion) cover the conversations of the window.
+    version_label: str = Field(default="", max_length=40, pattern=r"^[A-Za-z0-9._-]*$")
+    metrics_conversation_idle_seconds: float = Field(default=1800.0, ge=1)
+    metrics_stats_window_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+
     # Server
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

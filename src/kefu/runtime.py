@@ -81,6 +81,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     from kefu.audit import AuditLog
     from kefu.llm import ensure_ready
     from kefu.llm.routing import build_routed_model, with_budgets
+    from kefu.observe import build_metrics
     from kefu.safety.compliance import CompliancePolicy
     from kefu.safety.pii import redact_pii
     from kefu.storage.costs import spend_of
@@ -122,6 +123,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     )
     try:
         assistant.handoffs = await handoff_desk(settings, stores, audit_log, assistant.redact)
+        assistant.metrics = build_metrics(settings, stores, model, assistant.handoffs)  # /metrics
     except BaseException:
         stores.close()
         raise

@@ -28,6 +28,7 @@ from kefu.flows import FlowEngine, FlowState, FlowTurn, detect_flow
 from kefu.flows.questions import is_question
 from kefu.kb.types import Embedder, Hit, Retriever
 from kefu.llm.base import ChatModel
+from kefu.observe import Metrics, timed_turn
 from kefu.safety.compliance import CompliancePolicy, append_disclaimers
 from kefu.safety.injection import detect_injection
 from kefu.safety.injection import refusal_text as injection_refusal
@@ -91,6 +92,7 @@ class Assistant:
     # one turn at a time per conversation: in process by default, across replicas with Redis
     locks: ConversationLocks = field(default_factory=LocalLocks)
     embedder: Embedder | None = None  # the KB's embedder: sentences by meaning across languages
+    metrics: Metrics | None = None  # Prometheus metrics of each turn (kefu.observe); None: not recorded
     _knowledge: KnowledgeStage | None = field(default=None, repr=False)
 
     def knowledge(self) -> KnowledgeStage:
@@ -100,9 +102,12 @@ class Assistant:
         return self._knowledge
 
     async def start_conversation(self, channel: str, external_user: str | None = None) -> ConversationRecord:
-        return await to_thread.run_sync(
+        record = await to_thread.run_sync(
             lambda: self.conversations.create_conversation(channel=channel, external_user=external_user)
         )
+        if self.metrics is not None:
+            self.metrics.conversation_started(channel)
+        return record
 
     async def conversation_for(self, channel: str, external_user: str) -> ConversationRecord:
         """The user's open conversation on this channel, created on first contact."""
@@ -118,11 +123,23 @@ class Assistant:
 
         ``history`` replaces the stored session (the OpenAI-compatible endpoint without a session key
         sends the whole conversation each time)."""
+        started = time.perf_counter()  # the metrics' clock: from the customer's message
         cleaned = clean_message(text, self.settings.max_message_chars)
-        await to_thread.run_sync(lambda: self.conversations.get_conversation(conversation_id))
+        conversation = await to_thread.run_sync(lambda: self.conversations.get_conversation(conversation_id))
         question = await to_thread.run_sync(lambda: self.redact(cleaned, conversation_id))
         async with self.locks.hold(conversation_id):
-            async for event in self._answer_locked(conversation_id, question, history):
+            events = self._answer_locked(conversation_id, question, history)
+            if self.metrics is not None:  # first text, full reply, kind, model, cost (kefu.observe)
+                first = conversation.updated_at == conversation.created_at  # no message stored yet
+                events = timed_turn(
+                    events,
+                    self.metrics,
+                    conversation_id=conversation_id,
+                    channel=conversation.channel,
+                    first_of_conversation=first,
+                    started=started,
+                )
+            async for event in events:
                 yield event
 
     async def _answer_locked(
