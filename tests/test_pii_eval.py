@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from kefu.errors import InvalidInput
+from kefu.evals import pii_zh_data
 from kefu.evals.pii import run_pii_eval
 
 SHARED_EVAL = Path("/work/shared/eval")
@@ -63,18 +65,57 @@ def test_runner_scores_a_small_fixture(tmp_path: Path) -> None:
     assert by_kind["cn_unified_social_credit_code"].correct == 1
     assert by_kind["made_up_kind"].correct is None
 
-    # (gold, predicted, gold found, predictions correct, exact boundaries)
-    counts = {s.label: (s.gold, s.predicted, s.found, s.correct, s.exact) for s in report.entities}
+    # (gold, predicted, gold found, predictions correct, exact boundaries); the fixture has no
+    # template ids, so each text falls in the half its own hash says
+    presidio = [s for s in report.sets if s.name.startswith("presidio")]
+    assert [s.name for s in presidio] == ["presidio synth_dev, dev half", "presidio synth_dev, test half"]
+    assert sum(s.texts for s in presidio) == 2
+    counts: dict[str, tuple[int, ...]] = {}
+    for entity_set in presidio:
+        for s in entity_set.entities:
+            old = counts.get(s.label, (0, 0, 0, 0, 0))
+            counts[s.label] = tuple(
+                a + b for a, b in zip(old, (s.gold, s.predicted, s.found, s.correct, s.exact), strict=True)
+            )
     assert counts["EMAIL_ADDRESS"] == (1, 1, 1, 1, 1)
     assert counts["CREDIT_CARD"] == (1, 1, 1, 1, 1)
     assert counts["PHONE_NUMBER"] == (0, 1, 0, 0, 0)  # a real phone the fixture did not label
-    assert report.unsupported == {"PERSON": 1, "GPE": 1}
-    micro = report.micro
-    assert (micro.gold, micro.predicted, micro.found, micro.correct) == (2, 3, 2, 2)
+    assert counts["PERSON"] == (1, 0, 0, 0, 0)  # no cue, no identifier beside it: missed
+    unsupported = sum((Counter(s.unsupported) for s in presidio), Counter())
+    assert unsupported == {"GPE": 1}
 
     table = report.format_table()
     assert "N/A (no validator)" in table
-    assert "not covered (gold spans, not scored): PERSON 1, GPE 1" in table
+    assert "not covered (gold spans, not scored): GPE 1" in table
+    assert table.count("provenance: ") == 5  # the vectors, two presidio halves, two generated splits
+    assert "OVERLAP" in table  # the generated set says it shares an author with the gazetteer
+
+
+def test_generated_chinese_set_is_seeded_and_splits_its_lists() -> None:
+    dev, test = pii_zh_data.generate("dev"), pii_zh_data.generate("test")
+    assert dev == pii_zh_data.generate("dev") and dev != test
+    for record in dev + test:
+        for span in record["spans"]:
+            assert record["full_text"][span["start_position"] : span["end_position"]] == span["entity_value"]
+    surnames = {pii_zh_data.split_of(s) for s in pii_zh_data.SURNAMES}
+    assert surnames == {"dev", "test"}
+    test_names = {s["entity_value"] for r in test for s in r["spans"] if s["entity_type"] == "PERSON"}
+    dev_surnames = {s for s in pii_zh_data.SURNAMES if pii_zh_data.split_of(s) == "dev" and len(s) == 1}
+    assert not any(name[0] in dev_surnames for name in test_names if not name.isascii())
+
+
+def test_report_as_json(tmp_path: Path) -> None:
+    _write_fixture(tmp_path)
+    data = json.loads(json.dumps(run_pii_eval(tmp_path).to_dict()))
+    assert data["eval"] == "pii"
+    names = [s["name"] for s in data["sets"]]
+    assert names[-2:] == ["generated zh set, dev entries", "generated zh set, test entries"]
+    zh_test = data["sets"][-1]
+    assert set(zh_test["labels"]) >= {"PERSON", "ADDRESS", "PHONE_NUMBER", "micro (covered labels)"}
+    assert 0.0 <= zh_test["labels"]["PERSON"]["recall"] <= 1.0
+    assert "OVERLAP" in zh_test["provenance"] and "outside gazetteer" in next(
+        iter(zh_test["outside_gazetteer"])
+    )
 
 
 def test_runner_names_the_fix_when_data_is_missing(tmp_path: Path) -> None:
@@ -85,7 +126,8 @@ def test_runner_names_the_fix_when_data_is_missing(tmp_path: Path) -> None:
 @pytest.mark.skipif(not SHARED_EVAL.is_dir(), reason="no shared eval data at /work/shared/eval")
 def test_runner_end_to_end_on_shared_data() -> None:
     report = run_pii_eval(SHARED_EVAL)
-    assert report.texts > 0
     assert all(s.total > 0 for s in report.validators)
-    assert report.micro.gold > 0 and report.micro.found > 0
-    assert "presidio synth_dev" in report.format_table()
+    for half in ("dev", "test"):
+        presidio = report.set(f"presidio synth_dev, {half} half")
+        assert presidio.texts > 0 and presidio.micro.gold > 0 and presidio.micro.found > 0
+    assert "presidio synth_dev, test half" in report.format_table()

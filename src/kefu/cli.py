@@ -330,11 +330,22 @@ DataOpt = Annotated[Path, typer.Option("--data", help="The evaluation data folde
 
 @eval_app.command("pii")
 @friendly_errors
-def eval_pii(data: DataOpt = Path("../shared/eval")) -> None:
-    """PII detection: validator exact match (stdnum vectors) and entity P/R/F1 (presidio synthetic texts)."""
+def eval_pii(
+    data: DataOpt = Path("../shared/eval"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (for CI history).")
+    ] = False,
+) -> None:
+    """PII detection: validator exact match (stdnum vectors); per-label P/R on presidio's synthetic texts
+    (dev and test halves) and on a generated Chinese set (names, addresses, phones), with provenance."""
+    import json
+
     from kefu.evals.pii import run_pii_eval
 
-    typer.echo(run_pii_eval(data).format_table())
+    report = run_pii_eval(data)
+    typer.echo(
+        json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else report.format_table()
+    )
 
 
 report_app = typer.Typer(help="Reports over evaluation data (figures, not pass/fail).", no_args_is_help=True)
@@ -441,6 +452,57 @@ def eval_scope(data: DataOpt = Path("../shared/eval")) -> None:
     from kefu.evals.scope import run_scope_eval
 
     typer.echo(run_scope_eval(data).format_table())
+
+
+@eval_app.command("cache")
+@friendly_errors
+def eval_cache(
+    data: DataOpt = Path("../shared/eval"),
+    full: Annotated[
+        bool, typer.Option("--full", help="Every BQ and AFQMC pair instead of fixed-seed samples.")
+    ] = False,
+) -> None:
+    """Answer cache: precision and hit rate of the semantic threshold on real paraphrase pairs."""
+    from kefu.evals.cache import FULL, Sizes, run_cache_eval
+
+    settings = load_settings()
+    report = run_cache_eval(
+        data,
+        sizes=FULL if full else Sizes(),
+        cache_dir=settings.cache_dir / "eval",
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(report.format_table())
+
+
+@eval_app.command("injection")
+@friendly_errors
+def eval_injection(
+    data: DataOpt = Path("../shared/eval"),
+    attacks: Annotated[
+        Path | None,
+        typer.Option(
+            "--attacks",
+            envvar="KEFU_INJECTION_ATTACKS",
+            help="Public attack collections (scripts/fetch_injection_attacks.sh DIR); none → own sets only.",
+        ),
+    ] = None,
+    per_set: Annotated[int, typer.Option(help="Customer messages per set (test half, fixed-hash sample).")] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of the table.")] = False,
+) -> None:
+    """Injection guard: recall per attack family on unseen attacks, false positives on real customer messages."""
+    import json
+
+    from kefu.evals.injection import run_injection_eval
+
+    report = run_injection_eval(
+        data,
+        cache_dir=load_settings().cache_dir / "eval",
+        attacks_dir=attacks,
+        per_set=per_set,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json else report.format_table())
 
 
 class ShopLlm(StrEnum):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kefu.safety.iban import IBAN_LENGTHS, is_valid_iban
+from kefu.safety.pii_zh import find_addresses, find_names, names_beside
 from kefu.safety.validators import (
     compact,
     is_valid_bank_card,
@@ -32,6 +33,9 @@ class PiiType(StrEnum):
     PASSPORT = "passport"
     US_SSN = "us_ssn"
     IP_ADDRESS = "ip_address"
+    PERSON = "person"
+    ADDRESS = "address"
+    LICENSE_PLATE = "license_plate"
 
 
 # The placeholder label shown to the model, e.g. "[手机号_1]".
@@ -45,6 +49,9 @@ LABELS: dict[PiiType, str] = {
     PiiType.PASSPORT: "护照号",
     PiiType.US_SSN: "社会安全号",
     PiiType.IP_ADDRESS: "IP地址",
+    PiiType.PERSON: "姓名",
+    PiiType.ADDRESS: "地址",
+    PiiType.LICENSE_PLATE: "车牌号",
 }
 
 _START = r"(?<![0-9A-Za-z])"
@@ -133,7 +140,17 @@ def _iban_bodies() -> str:
 _PASSPORT_WORDS = re.compile(r"护照|passport|pass\s*no", re.IGNORECASE)
 # Only English words: Chinese numbers have their own shapes, and 手机 is also a product name.
 _PHONE_WORDS = re.compile(
-    r"\b(?:phone|tel|telephone|fax|mobile|cell|cellphone|whatsapp|call me|reach me)\b", re.IGNORECASE
+    r"\b(?:phone|tel|telephone|fax|mobile|cell|cellphone|whatsapp|call me|reach me|text me|sms|messages? to)\b"
+    r"|电话|座机|联系方式|手机号|致电|回电|热线",
+    re.IGNORECASE,
+)
+_CARD_WORDS = re.compile(
+    r"\b(?:card|cc|visa|mastercard|maestro|amex)\b|卡号|银行卡|信用卡|储蓄卡", re.IGNORECASE
+)
+# 京A·12345, 粤B12345, new-energy 粤B·D12345 / 京AD12345 (GA 36-2018); no I or O after the region.
+_PLATE = (
+    "[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·•・. ]?"
+    "(?:[DF][A-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[DF]|[A-HJ-NP-Z0-9]{4}[0-9A-HJ-NP-Z挂学警港澳])"
 )
 # Order and waybill numbers are often 16–19 digits; one in ten passes Luhn by chance.
 _ORDER_WORDS = re.compile(r"订单|单号|运单|快递|物流|发票|order|tracking|invoice|waybill", re.IGNORECASE)
@@ -173,6 +190,15 @@ DETECTORS: tuple[Detector, ...] = (
         priority=80,
         not_after=_ORDER_WORDS,
     ),
+    Detector(  # 12-19 digits right after a word that says it is a card: the customer says so
+        PiiType.BANK_CARD,
+        _shapes(r"[0-9]{12,19}"),
+        _not_one_digit,
+        priority=79,
+        context=_CARD_WORDS,
+        not_after=_ORDER_WORDS,
+    ),
+    Detector(PiiType.LICENSE_PLATE, _shapes(_PLATE), priority=75),
     Detector(
         PiiType.MOBILE,
         _shapes(r"(?:(?:\+|00)86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}"),
@@ -220,7 +246,8 @@ DETECTORS: tuple[Detector, ...] = (
         PiiType.PHONE,  # any international number written with its +country code
         _shapes(
             *(
-                rf"\+[1-9][0-9]{{0,2}}(?:[ .\-]?(?:\(0\)|\([0-9]{{1,4}}\)|[0-9]{{1,5}})){{{n}}}"
+                rf"(?:\+[1-9][0-9]{{0,2}}|00[1-9][0-9]{{0,2}}[ \-])"
+                rf"(?:[ .\-]?(?:\(0\)|\([0-9]{{1,4}}\)|[0-9]{{1,5}})){{{n}}}"
                 for n in range(2, 8)
             )
         ),
@@ -229,10 +256,11 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         PiiType.PHONE,  # a local number in any format, right after a word that says it is one
-        _shapes(r"(?:\([0-9]{1,4}\)[ ]?)?[0-9]{2,5}(?:[ .\-][0-9]{2,5}){0,4}"),
+        _shapes(r"(?:\([0-9]{1,4}\)[ ]?)?[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,4}"),
         _local_phone_ok,
         priority=44,
         context=_PHONE_WORDS,
+        not_after=_ORDER_WORDS,
     ),
     Detector(
         PiiType.IP_ADDRESS,
@@ -249,16 +277,34 @@ class Found:
     end: int
 
 
+_Candidate = tuple[int, int, int, int, PiiType]
+
+
 def find_pii(text: str) -> list[Found]:
     """Non-overlapping PII spans of ``text`` (already normalised), in text order."""
-    candidates = [
+    candidates: list[_Candidate] = [
         (end - start, detector.priority, start, end, detector.type)
         for detector in DETECTORS
         for start, end in detector.find(text)
     ]
-    candidates.sort(key=lambda c: (-c[0], -c[1], c[2]))
-    taken: list[Found] = []
-    for _, _, start, end, pii_type in candidates:
+    candidates += [(end - start, 35, start, end, PiiType.PERSON) for start, end in find_names(text)]
+    candidates += [(end - start, 30, start, end, PiiType.ADDRESS) for start, end in find_addresses(text)]
+    taken = _resolve(candidates, [])
+    beside = [(f.start, f.end) for f in taken if f.type in _NAME_NEIGHBOURS]
+    names = [(end - start, 20, start, end, PiiType.PERSON) for start, end in names_beside(text, beside)]
+    return sorted(_resolve(names, taken), key=lambda found: found.start)
+
+
+# A name written next to one of these is the recipient line of a form: 「李娜 13800138000」.
+_NAME_NEIGHBOURS = frozenset(
+    {PiiType.MOBILE, PiiType.PHONE, PiiType.ADDRESS, PiiType.PASSPORT, PiiType.RESIDENT_ID, PiiType.EMAIL}
+)
+
+
+def _resolve(candidates: list[_Candidate], taken: list[Found]) -> list[Found]:
+    """Longest first, then by priority: the spans that overlap nothing already taken."""
+    taken = list(taken)
+    for _, _, start, end, pii_type in sorted(candidates, key=lambda c: (-c[0], -c[1], c[2])):
         if all(end <= other.start or start >= other.end for other in taken):
             taken.append(Found(pii_type, start, end))
-    return sorted(taken, key=lambda found: found.start)
+    return taken
