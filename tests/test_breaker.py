@@ -270,6 +270,7 @@ def api(make_settings: Callable[..., Settings], fake: FakeServer) -> Callable[..
             "llm_max_retries": 0,
             "breaker_min_calls": 2,
             "breaker_cooldown_seconds": 30,
+            "llm_fallback_local": "off",  # one endpoint (the local step: test_breakers_chain.py)
         }
         values.update(overrides)
         return TestClient(create_app(make_settings(**values)))
@@ -363,5 +364,7 @@ def test_a_secondary_endpoint_answers_while_the_primary_fails(
 def test_the_fallback_endpoint_needs_its_model_name(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError, match="KEFU_LLM_FALLBACK_BASE_URL and KEFU_LLM_FALLBACK_MODEL"):
         make_settings(llm="openai", llm_fallback_base_url="http://127.0.0.1:9/v1")
-    settings = make_settings(llm="openai", llm_base_url="http://127.0.0.1:9/v1", llm_model=FAKE_MODEL)
+    settings = make_settings(
+        llm="openai", llm_base_url="http://127.0.0.1:9/v1", llm_model=FAKE_MODEL, llm_fallback_local="off"
+    )
     assert isinstance(build_chat_model(settings), BreakerModel)

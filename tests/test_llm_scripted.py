@@ -91,7 +91,13 @@ async def test_factory_builds_each_backend() -> None:
     await ensure_ready(scripted)
     assert (await scripted.complete(grounded())).text == "甲"
     remote = build_chat_model(
-        Settings(environment="test", llm="openai", llm_base_url="http://127.0.0.1:9/v1", llm_model="m")
+        Settings(
+            environment="test",
+            llm="openai",
+            llm_base_url="http://127.0.0.1:9/v1",
+            llm_model="m",
+            llm_fallback_local="off",
+        )
     )
     assert isinstance(remote, BreakerModel) and isinstance(remote.model, OpenAICompatModel)
     assert remote.describe() == "m @ http://127.0.0.1:9/v1"

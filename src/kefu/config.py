@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     breaker_min_calls: int = Field(default=4, ge=1)
     breaker_window_seconds: float = Field(default=60.0, gt=0)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # (the same KEFU_BREAKER_* guard the embeddings, rerank, ERP and credit endpoints — kefu.breakers — and
+    # with KEFU_REDIS_URL an open breaker is shared by every replica.) KEFU_LLM=openai: the local model as
+    # the last model step of the fallback chain: "auto" = when llama-cpp-python and its weights are
+    # installed, "on" = required, "off" = never; started in the background when first needed.
+    llm_fallback_local: Literal["auto", "on", "off"] = "auto"
 
     # Model routing, cost and budgets (issue #10 §3, kefu.llm.routing). KEFU_MODELS: the model matrix
     # (YAML: named models with prices, context and capabilities, and the routes faq / complex / complaint /

@@ -236,9 +236,11 @@ def flow_engine(settings: Settings, audit_log: AuditLog, model: ChatModel | None
 
 def order_system(settings: Settings) -> OrderSystem | None:
     if settings.erp_url:
+        from kefu.breakers import breaker_for
         from kefu.tools.http_erp import HttpOrderSystem
 
-        return HttpOrderSystem(settings.erp_url, settings.erp_token.get_secret_value())
+        breaker = breaker_for(settings, "erp", fallback="order flows offer a human")  # /readyz breakers
+        return HttpOrderSystem(settings.erp_url, settings.erp_token.get_secret_value(), breaker=breaker)
     if settings.demo_erp:
         from kefu.tools.demo_erp.server import serve_demo_erp
 

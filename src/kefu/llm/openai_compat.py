@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 from openai.types import CompletionUsage
@@ -81,8 +82,13 @@ class OpenAICompatModel(ChatModel):
         calls: dict[int, dict[str, str]] = {}  # by index: id, name, arguments (assembled from pieces)
         try:
             stream = await self._client.chat.completions.create(**params)
+        except openai.OpenAIError as exc:
+            raise self._model_error(exc) from exc
+        received = 0  # chunks: once the stream has begun, a failure is a cut, not a failed connection
+        try:
             async with stream:
                 async for chunk in stream:
+                    received += 1
                     usage = _usage(chunk.usage) or usage
                     for choice in chunk.choices[:1]:
                         finish = choice.finish_reason or finish
@@ -91,8 +97,8 @@ class OpenAICompatModel(ChatModel):
                         if choice.delta.content:
                             text += choice.delta.content
                             yield StreamChunk(text=choice.delta.content)
-        except openai.OpenAIError as exc:
-            raise self._model_error(exc) from exc
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._cut_error(exc, received) from exc
         made = [
             ToolCall(c.get("name", ""), c.get("arguments", ""), c.get("id", ""))
             for _, c in sorted(calls.items())
@@ -142,6 +148,20 @@ class OpenAICompatModel(ChatModel):
     def _model_error(self, exc: openai.OpenAIError) -> ModelError:
         return ModelError(
             f"model call to {self.describe()} failed: {_explain(exc, self.timeout, self.max_retries)}"
+        )
+
+    def _cut_error(self, exc: Exception, received: int) -> ModelError:
+        """A stream that began and then failed: the SDK calls a dropped connection "Connection error",
+        which would read as "cannot connect"; say where it broke (streams are never retried)."""
+        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+            return ModelError(
+                f"model call to {self.describe()} failed: the stream stalled after {received} chunk(s) "
+                f"(no piece within {self.timeout:g} s); raise KEFU_LLM_TIMEOUT or check the server load"
+            )
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
+        return ModelError(
+            f"model call to {self.describe()} failed: the stream was cut after {received} chunk(s) "
+            f"({type(cause).__name__}: {cause or 'no detail'}); check the model server's logs and load"
         )
 
     def _startup_message(self, exc: openai.OpenAIError) -> str:

@@ -6,6 +6,11 @@ timeout is not retried (the ERP is slow; the customer should not wait three time
 becomes ``ToolUnavailable`` at once. 404 → ``NotFound``, 401/403 → ``ToolAuthFailed``, 429 (too many
 wrong phone digits for the order) → ``TooManyAttempts``, other 4xx (409 state conflicts, 422 unusable
 requests) → ``ToolRejected`` carrying the ERP's reason.
+
+With a ``breaker`` (``kefu.breakers``; named "erp" for the order system, "credit" for the credit API) a
+call that ends unreachable, timed out or 5xx counts against it; while it is open calls fail at once
+with ``ToolUnavailable`` — the flows' existing "system unavailable → offer a human" path — instead of
+waiting out the timeout and retries. Any answer below 500 (404, 409, 429 …) is the service working.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from kefu.breakers import BreakerOpen, CircuitBreaker
 from kefu.tools.orders import Order, ReturnOrder, ToolUnavailable
 from kefu.tools.wire import Json, order_from_wire, raise_for_outcome, return_from_wire
 
@@ -34,9 +40,11 @@ class JsonHttp:
         *,
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.breaker = breaker
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._client = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers=headers, transport=transport
@@ -50,12 +58,35 @@ class JsonHttp:
     ) -> Json:
         """The JSON body of a successful answer; errors raised as the seam's exceptions."""
         headers = {"Idempotency-Key": key} if key is not None else {}
-        response = self._send(method, path, json, headers)
+        response = self._guarded(method, path, json, headers)
         body = _body(response)
         raise_for_outcome(response.status_code, body, subject=subject, where=self.base_url)
         if not isinstance(body, dict):
             raise ToolUnavailable(f"the service at {self.base_url} answered {path} with non-JSON; {HUMAN}")
         return body
+
+    def _guarded(self, method: str, path: str, json: Json | None, headers: dict[str, str]) -> httpx.Response:
+        """``_send`` through the breaker: at once ``ToolUnavailable`` while it is open."""
+        breaker = self.breaker
+        if breaker is None:
+            return self._send(method, path, json, headers)
+        try:
+            breaker.acquire()
+        except BreakerOpen as exc:
+            raise ToolUnavailable(f"{exc.message}; {HUMAN}") from None
+        try:
+            response = self._send(method, path, json, headers)
+        except ToolUnavailable as exc:
+            breaker.failure(exc.message.removesuffix(f"; {HUMAN}"))
+            raise
+        except BaseException:
+            breaker.release()
+            raise
+        if response.status_code >= 500:
+            breaker.failure(f"the service at {self.base_url} answered HTTP {response.status_code}")
+        else:
+            breaker.success()
+        return response
 
     def _send(self, method: str, path: str, json: Json | None, headers: dict[str, str]) -> httpx.Response:
         failure = ""
@@ -107,8 +138,15 @@ class JsonService:
         *,
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._http = JsonHttp(base_url, token, timeout, retries, backoff=backoff, transport=transport)
+        self._http = JsonHttp(
+            base_url, token, timeout, retries, backoff=backoff, transport=transport, breaker=breaker
+        )
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._http.breaker
 
     def close(self) -> None:
         self._http.close()
