@@ -6,7 +6,10 @@ bare_asgi.py — then drives N concurrent conversations of T turns each against 
 of requests against the bare endpoint. Prints turns/s and p50/p99 of client-side latency and of
 server-side time (the Server-Timing header), and the kefu/bare ratios. Figures, not pass/fail.
 
-    python benchmarks/chat_overhead.py [--conversations 50] [--turns 4]
+    python benchmarks/chat_overhead.py [--conversations 50,100,200] [--turns 4] [--batch-ms 0,3]
+
+Each KEFU_EMBED_BATCH_MS value (--batch-ms) gets a kefu server of its own, driven at every level, so
+"before" (0: no batching) and "after" are measured in the same run against the same bare endpoint.
 """
 
 from __future__ import annotations
@@ -129,16 +132,52 @@ async def drive_bare(base: str, conversations: int, turns: int) -> tuple[list[fl
     return client_ms, server, elapsed
 
 
+def serve_kefu(bin_dir: Path, env: dict[str, str], batch_ms: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = start(
+        [str(bin_dir / "kefu"), "serve", "--port", str(port)], {**env, "KEFU_EMBED_BATCH_MS": batch_ms}, port
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def row(name: str, n: int, elapsed: float, client: list[float], server: list[float]) -> float:
+    tps = n / elapsed
+    print(
+        f"{name:<34}{tps:>9.1f}{pct(client, 0.5):>10.1f}ms{pct(client, 0.99):>10.1f}ms"
+        f"{pct(server, 0.5):>10.1f}ms{pct(server, 0.99):>10.1f}ms"
+    )
+    return tps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--conversations", type=int, default=50)
+    parser.add_argument(
+        "--conversations",
+        default="50",
+        help="concurrent conversations; a comma-separated list runs each level (e.g. 50,100,200)",
+    )
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--repeat", action="store_true", help="Send the same 8 questions over and over.")
+    parser.add_argument(
+        "--batch-ms",
+        default="0,3",
+        help="KEFU_EMBED_BATCH_MS values, each a kefu server of its own in the same run (0 = no batching)",
+    )
     args = parser.parse_args()
+    levels = [int(c) for c in str(args.conversations).split(",")]
+    batch_values = [b.strip() for b in args.batch_ms.split(",")]
     bin_dir = Path(sys.executable).parent
-    fake_port, kefu_port, bare_port = free_port(), free_port(), free_port()
+    fake_port, bare_port = free_port(), free_port()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    results: dict[tuple[str, int], tuple[list[float], list[float], float, Counter[str]]] = {}
+    bare: dict[int, tuple[list[float], list[float], float]] = {}
     with tempfile.TemporaryDirectory() as data:
         env = {
             **os.environ,
@@ -146,59 +185,59 @@ def main() -> None:
             "KEFU_LLM": "openai",
             "KEFU_LLM_API_KEY": "bench",
             "KEFU_LLM_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
-            "KEFU_DATA_DIR": data,
             "KEFU_RATE_LIMIT_WEB": "off",  # every conversation comes from 127.0.0.1: one client
+            "KEFU_RATE_LIMIT_CONVERSATION": "off",
+            "KEFU_RATE_LIMIT_GLOBAL": "off",
         }
-        procs = [
-            start([str(bin_dir / "kefu"), "fake-llm", "--port", str(fake_port)], env, fake_port),
-            start([str(bin_dir / "kefu"), "serve", "--port", str(kefu_port)], env, kefu_port),
-            start(
-                [
-                    str(bin_dir / "uvicorn"),
-                    "bare_asgi:app",
-                    "--app-dir",
-                    str(Path(__file__).parent),
-                    "--port",
-                    str(bare_port),
-                    "--log-level",
-                    "warning",
-                ],
-                env,
-                bare_port,
-            ),
-        ]
-        try:
-            k_client, k_server, k_elapsed, kinds = asyncio.run(
-                drive_kefu(f"http://127.0.0.1:{kefu_port}", args.conversations, args.turns, not args.repeat)
-            )
-            b_client, b_server, b_elapsed = asyncio.run(
-                drive_bare(f"http://127.0.0.1:{bare_port}", args.conversations, args.turns)
-            )
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=10)
-    n = args.conversations * args.turns
-    k_tps, b_tps = n / k_elapsed, n / b_elapsed
-    print(
-        f"{args.conversations} concurrent conversations × {args.turns} turns = {n} turns each; "
-        f"kefu answers: {dict(kinds)}"
-    )
-    print(
-        f"{'endpoint':<22}{'turns/s':>10}{'client p50':>12}{'client p99':>12}{'server p50':>12}{'server p99':>12}"
-    )
-    for name, tps, cl, sv in (
-        ("kefu (fake-llm 0 ms)", k_tps, k_client, k_server),
-        ("bare ASGI", b_tps, b_client, b_server),
-    ):
-        print(
-            f"{name:<22}{tps:>10.1f}{pct(cl, 0.5):>10.1f}ms{pct(cl, 0.99):>10.1f}ms{pct(sv, 0.5):>10.1f}ms{pct(sv, 0.99):>10.1f}ms"
+        fake = start([str(bin_dir / "kefu"), "fake-llm", "--port", str(fake_port)], env, fake_port)
+        bare_proc = start(
+            [
+                str(bin_dir / "uvicorn"),
+                "bare_asgi:app",
+                "--app-dir",
+                str(Path(__file__).parent),
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+            bare_port,
         )
+        try:
+            for batch_ms in batch_values:  # a fresh server and database per setting
+                kefu_env = {**env, "KEFU_DATA_DIR": str(Path(data) / f"batch-{batch_ms}")}
+                kefu, base = serve_kefu(bin_dir, kefu_env, batch_ms)
+                try:
+                    for level in levels:
+                        results[(batch_ms, level)] = asyncio.run(
+                            drive_kefu(base, level, args.turns, not args.repeat)
+                        )
+                finally:
+                    stop(kefu)
+            for level in levels:
+                bare[level] = asyncio.run(drive_bare(f"http://127.0.0.1:{bare_port}", level, args.turns))
+        finally:
+            stop(fake)
+            stop(bare_proc)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"ratio kefu/bare: throughput {k_tps / b_tps:.3f}×, server p50 {pct(k_server, 0.5) / pct(b_server, 0.5):.1f}×, "
-        f"server p99 {pct(k_server, 0.99) / pct(b_server, 0.99):.1f}×; mean server time kefu "
-        f"{statistics.mean(k_server):.1f} ms vs bare {statistics.mean(b_server):.2f} ms"
+        f"{args.turns} turns per conversation; fake-llm 0 ms; questions {'repeated' if args.repeat else 'unique'}"
     )
+    print(
+        f"{'endpoint':<34}{'turns/s':>9}{'client p50':>12}{'client p99':>12}{'server p50':>12}{'server p99':>12}"
+    )
+    for level in levels:
+        n = level * args.turns
+        b_client, b_server, b_elapsed = bare[level]
+        b_tps = row(f"{level} conv: bare ASGI", n, b_elapsed, b_client, b_server)
+        for batch_ms in batch_values:
+            k_client, k_server, k_elapsed, kinds = results[(batch_ms, level)]
+            k_tps = row(f"{level} conv: kefu, batch {batch_ms} ms", n, k_elapsed, k_client, k_server)
+            print(
+                f"{'':<6}ratio to bare {k_tps / b_tps:.3f}×; mean server time {statistics.mean(k_server):.1f} ms "
+                f"(bare {statistics.mean(b_server):.2f} ms); answers {dict(kinds)}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The cost of a rate-limit check: one ``acquire`` on the in-process limiter and on Redis (one Lua script
-round trip), and one request through the ``RateLimits`` middleware (three buckets: client, conversation,
-global) against the same bare ASGI endpoint without it. Figures, not asserts.
+round trip), three ``acquire`` calls in turn (how the middleware took its three buckets before: three
+round trips), one ``acquire_all`` of the three buckets (one round trip, all or none), and one request
+through the ``RateLimits`` middleware (client, conversation, global) against the same bare ASGI endpoint
+without it. Figures, not asserts.
 
     .venv/bin/python benchmarks/ratelimit_bench.py                      # in-process only
     .venv/bin/python benchmarks/ratelimit_bench.py --redis-url redis://127.0.0.1:6379/0
@@ -45,7 +47,7 @@ async def _timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
 def _report(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    print(f"{name:<44} p50 {statistics.median(ordered):8.1f} µs   p99 {p99:8.1f} µs   (n={len(ordered)})")
+    print(f"{name:<50} p50 {statistics.median(ordered):8.1f} µs   p99 {p99:8.1f} µs   (n={len(ordered)})")
 
 
 async def _bare(scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,6 +76,14 @@ def _request_call(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> Cal
 async def _measure(name: str, limiter: RateLimiter, n: int) -> None:
     key = f"bench:{uuid.uuid4().hex}"
     _report(f"{name}: acquire", await _timed(lambda: limiter.acquire(key, OPEN.rate, OPEN.burst), n))
+    three = [(f"{key}:{what}", OPEN.rate, OPEN.burst) for what in ("client", "conversation", "global")]
+
+    async def one_by_one() -> None:
+        for bucket in three:
+            await limiter.acquire(*bucket)
+
+    _report(f"{name}: 3 buckets, acquire each (before)", await _timed(one_by_one, n))
+    _report(f"{name}: 3 buckets, acquire_all", await _timed(lambda: limiter.acquire_all(three), n))
     policy = RateLimitPolicy(channels={"web": OPEN}, conversation=OPEN, global_=OPEN)
     limited = RateLimits(_bare, policy=policy, limiter=limiter)
     _report(f"{name}: request through middleware", await _timed(_request_call(limited), n))

@@ -1,11 +1,14 @@
 """Token-bucket rate limits in front of the HTTP API.
 
-One seam: ``RateLimiter.acquire(key, rate, burst) -> Decision``. ``MemoryRateLimiter`` keeps the buckets
-in this process; ``RedisRateLimiter`` keeps them in Redis (one atomic Lua script, on Redis's clock) so
-several replicas enforce one limit, and falls back to the in-process buckets — with one warning line —
-while Redis cannot be reached. ``RateLimits`` is the pure ASGI middleware: each request takes a token
-from its client's bucket (per channel), then its conversation's, then the global one; the first empty
-bucket answers 429 with ``Retry-After``. Health checks, static files and the HTML pages are not limited.
+One seam: ``RateLimiter.acquire_all(buckets) -> (refused, Decision)`` takes one token from every bucket
+or from none (``acquire(key, rate, burst)`` is the one-bucket case). ``MemoryRateLimiter`` keeps the
+buckets in this process; ``RedisRateLimiter`` keeps them in Redis — all of a request's buckets checked
+and taken by one atomic Lua script, one round trip, on Redis's clock — so several replicas enforce one
+limit, and falls back to the in-process buckets — with one warning line — while Redis cannot be reached.
+``RateLimits`` is the pure ASGI middleware: each request takes a token from its client's bucket (per
+channel), its conversation's (the native API's path, or the OpenAI endpoint's ``X-Kefu-Session``) and
+the global one; the first bucket in that order that is empty answers 429 with ``Retry-After``, and then
+no bucket gives a token. Health checks, static files and the HTML pages are not limited.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
@@ -42,8 +45,17 @@ class Limit:
     burst: int  # bucket size
 
 
+Bucket = tuple[str, float, int]  # key, rate (tokens per second), burst (bucket size)
+ALLOWED = (-1, Decision(True))
+
+
 class RateLimiter(Protocol):
     async def acquire(self, key: str, rate: float, burst: int) -> Decision: ...
+
+    async def acquire_all(self, buckets: Sequence[Bucket]) -> tuple[int, Decision]:
+        """One token from each bucket, or none at all: ``(-1, allowed)``, or the index of the first
+        bucket that is empty and its refusal (with the seconds until it has a token again)."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -57,49 +69,61 @@ class MemoryRateLimiter:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key → (tokens, at)
 
     def take(self, key: str, rate: float, burst: int) -> Decision:
+        return self.take_all([(key, rate, burst)])[1]
+
+    def take_all(self, buckets: Sequence[Bucket]) -> tuple[int, Decision]:
         now = self._clock()
-        tokens, at = self._buckets.pop(key, (float(burst), now))
-        tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
-        if tokens >= 1.0:
-            decision, tokens = Decision(True), tokens - 1.0
-        else:
-            decision = Decision(False, (1.0 - tokens) / rate)
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
-        return decision
+        levels = []
+        for index, (key, rate, burst) in enumerate(buckets):
+            tokens, at = self._buckets.get(key, (float(burst), now))
+            tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+            if tokens < 1.0:  # refused: no bucket gives a token
+                return index, Decision(False, (1.0 - tokens) / rate)
+            levels.append(tokens)
+        for (key, _, _), tokens in zip(buckets, levels, strict=True):
+            self._buckets.pop(key, None)
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        return ALLOWED
 
     async def acquire(self, key: str, rate: float, burst: int) -> Decision:
         return self.take(key, rate, burst)
+
+    async def acquire_all(self, buckets: Sequence[Bucket]) -> tuple[int, Decision]:
+        return self.take_all(buckets)
 
     async def aclose(self) -> None:
         return None
 
 
-# KEYS[1] = bucket; ARGV = rate, burst. Redis's own clock, so replicas with skewed clocks agree.
-# Returns {allowed, retry_after as a string} (Lua numbers become integers on the way out).
-TOKEN_BUCKET_LUA = """
+# KEYS = the buckets; ARGV = rate, burst of each in turn. Redis's own clock, so replicas with skewed
+# clocks agree. Every bucket is checked before any is taken from: all or nothing, atomically. Returns
+# {index of the first empty bucket (1-based; 0 = allowed), retry_after as a string} (Lua numbers become
+# integers on the way out). The keys are several: one Redis (or keys in one Cluster slot), as elsewhere.
+TOKEN_BUCKETS_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then tokens = burst; at = now end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-local retry = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  retry = (1 - tokens) / rate
+local levels = {}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then tokens = burst; at = now end
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+  if tokens < 1 then return {i, tostring((1 - tokens) / rate)} end
+  levels[i] = tokens
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, tostring(retry)}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - 1), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate * 1000) + 1000)
+end
+return {0, '0'}
 """
 
 
@@ -120,17 +144,23 @@ class RedisRateLimiter:
 
         self.prefix = prefix
         self.client: Any = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._script = self.client.register_script(TOKEN_BUCKET_LUA)
+        self._script = self.client.register_script(TOKEN_BUCKETS_LUA)
         self._errors = (redis.RedisError, OSError)  # unreachable, too slow, out of memory, read-only …
         self.fallback = fallback or MemoryRateLimiter()
         self._retry_seconds = retry_seconds
         self._down_until: float | None = None  # monotonic time of the next try while Redis is down
 
     async def acquire(self, key: str, rate: float, burst: int) -> Decision:
+        return (await self.acquire_all([(key, rate, burst)]))[1]
+
+    async def acquire_all(self, buckets: Sequence[Bucket]) -> tuple[int, Decision]:
         if self._down_until is not None and time.monotonic() < self._down_until:
-            return self.fallback.take(key, rate, burst)
+            return self.fallback.take_all(buckets)
+        args: list[float] = []
+        for _, rate, burst in buckets:
+            args += [rate, burst]
         try:
-            allowed, retry = await self._script(keys=[self.prefix + key], args=[rate, burst])
+            refused, retry = await self._script(keys=[self.prefix + key for key, _, _ in buckets], args=args)
         except self._errors as exc:
             if self._down_until is None:
                 log.warning(
@@ -139,11 +169,11 @@ class RedisRateLimiter:
                     exc,
                 )
             self._down_until = time.monotonic() + self._retry_seconds
-            return self.fallback.take(key, rate, burst)
+            return self.fallback.take_all(buckets)
         if self._down_until is not None:
             log.info("rate limits: Redis is back; limits are shared between replicas again")
             self._down_until = None
-        return Decision(bool(int(allowed)), float(retry))
+        return ALLOWED if int(refused) == 0 else (int(refused) - 1, Decision(False, float(retry)))
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -192,6 +222,20 @@ def client_of(scope: Scope) -> str:
     return "ip:" + (client[0] if client else "unknown")
 
 
+def conversation_of(scope: Scope) -> str | None:
+    """The conversation a request belongs to: the native API's path, or the OpenAI-compatible endpoint's
+    ``X-Kefu-Session`` header (hashed; a session given only in the body's ``user`` field is not seen here —
+    the middleware does not read bodies)."""
+    match = _CONVERSATION.match(scope.get("path", ""))
+    if match:
+        return match.group(1)
+    if scope.get("path", "").startswith("/v1/chat/completions"):
+        for name, value in scope.get("headers", []):
+            if name == b"x-kefu-session" and value.strip():
+                return "session:" + hashlib.sha256(value.strip()).hexdigest()[:24]
+    return None
+
+
 @dataclass(frozen=True)
 class RateLimitPolicy:
     channels: dict[str, Limit | None]  # per client, by channel
@@ -226,9 +270,9 @@ class RateLimitPolicy:
         found: list[tuple[str, Limit | None, str]] = [
             (f"{channel}:{client_of(scope)}", self.channels.get(channel), "client"),
         ]
-        match = _CONVERSATION.match(scope.get("path", ""))
-        if match:
-            found.append((f"conversation:{match.group(1)}", self.conversation, "conversation"))
+        conversation = conversation_of(scope)
+        if conversation:
+            found.append((f"conversation:{conversation}", self.conversation, "conversation"))
         found.append(("global", self.global_, "global"))
         return [(key, limit, what) for key, limit, what in found if limit is not None]
 
@@ -251,10 +295,13 @@ class RateLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for key, limit, what in self.policy.buckets(scope):
-            decision = await self.limiter.acquire(key, limit.rate, limit.burst)
-            if not decision.allowed:
-                await self._refuse(send, math.ceil(decision.retry_after), what)
+        buckets = self.policy.buckets(scope)
+        if buckets:
+            refused, decision = await self.limiter.acquire_all(
+                [(k, lim.rate, lim.burst) for k, lim, _ in buckets]
+            )
+            if refused >= 0:
+                await self._refuse(send, math.ceil(decision.retry_after), buckets[refused][2])
                 return
         await self.app(scope, receive, send)
 
