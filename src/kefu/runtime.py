@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from kefu.audit import AuditLog
+    from kefu.dialog.cache import CacheStage
     from kefu.dialog.handoff import HandoffDesk
     from kefu.dialog.live import LiveHub
     from kefu.flows import FlowEngine
@@ -72,6 +73,8 @@ class Runtime:
             self.assistant.flows.close()  # the ERP client (and the demo ERP server it started)
         if self.model is not None:
             await self.model.aclose()
+        if self.assistant.answers is not None:
+            await self.assistant.answers.aclose()  # its Redis connection, if any
         close_locks = getattr(self.assistant.locks, "aclose", None)  # RedisLocks: its connection
         if close_locks is not None:
             await close_locks()
@@ -130,6 +133,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
             kind, payload, conversation_id=conversation_id
         ),
     )
+    assistant.answers = answer_cache(settings, assistant, knowledge)  # KEFU_ANSWER_CACHE
     assistant.locks = build_locks(settings.redis_url, settings.conversation_lock_ttl)  # across replicas
     try:
         assistant.handoffs = await handoff_desk(settings, stores, audit_log, assistant.redact)
@@ -171,6 +175,14 @@ async def handoff_desk(
         audit=append,
         redact=redact,
     )
+
+
+def answer_cache(settings: Settings, assistant: Assistant, knowledge: KnowledgeService) -> CacheStage | None:
+    """The answer cache in front of the knowledge stage (Redis when KEFU_REDIS_URL is set), or None when
+    KEFU_ANSWER_CACHE=off; semantic matches with the knowledge base's own embedder."""
+    from kefu.dialog.cache import CacheStage
+
+    return CacheStage.build(settings, assistant.kb, assistant.model, knowledge.embedder)
 
 
 @functools.cache

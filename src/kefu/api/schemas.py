@@ -61,6 +61,7 @@ class MessageReply(BaseModel):
     message: MessagePublic | None  # None while a human agent has the conversation (answer "agent_pending")
     answer_kind: str | None = None
     handoff: dict[str, Any] | None = None  # when this message opened or waits on a handoff
+    cache: str | None = None  # "exact" / "semantic": the reply came from the answer cache (no model)
 
 
 class MessagesPublic(BaseModel):

@@ -38,6 +38,7 @@ from kefu.storage.base import ConversationRecord, ConversationStore, SessionStat
 from kefu.tools.audited import calls_for
 
 if TYPE_CHECKING:
+    from kefu.dialog.cache import CacheStage
     from kefu.dialog.handoff import HandoffDesk
 
 log = logging.getLogger("kefu.dialog")
@@ -92,6 +93,7 @@ class Assistant:
     # one turn at a time per conversation: in process by default, across replicas with Redis
     locks: ConversationLocks = field(default_factory=LocalLocks)
     embedder: Embedder | None = None  # the KB's embedder: sentences by meaning across languages
+    answers: CacheStage | None = None  # the answer cache: knowledge answers again, without search or model
     metrics: Metrics | None = None  # Prometheus metrics of each turn (kefu.observe); None: not recorded
     _knowledge: KnowledgeStage | None = field(default=None, repr=False)
 
@@ -181,8 +183,13 @@ class Assistant:
         cites = [citation(n, hit, plan.kb_version) for n, hit in enumerate(plan.hits, start=1)]
         if cites:
             yield Citations(cites)
-        async for piece in self.knowledge().produce(plan, state, question, lang):
-            yield Delta(piece)
+        if plan.cache:  # the cached reply as it was sent: no model
+            yield Delta(plan.text)
+        else:
+            async for piece in self.knowledge().produce(plan, state, question, lang):
+                yield Delta(piece)
+            if self.answers is not None:  # before the notices, which every turn adds itself
+                await self.answers.keep(state, question, plan, lang)
         if plan.reminder and plan.flow_state is not None:  # after the answer, however it was written
             plan.text += plan.reminder
             yield Delta(plan.reminder)
@@ -254,6 +261,8 @@ class Assistant:
             verdict = await to_thread.run_sync(lambda: scope.check(question))
             if not verdict.in_scope:
                 answer = Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
+        if answer is None and self.answers is not None:  # asked before: the same answer, no search or model
+            answer = await self.answers.plan(state, question, lang)
         answer = answer or await self.knowledge().plan(state, question, lang)
         waiting = (
             self.flows.waiting_for(FlowState.from_json(state.flow)) if state.flow and self.flows else None

@@ -79,7 +79,8 @@ async def post_message(
         raise RuntimeError("the assistant finished without a reply")
     message = MessagePublic.of(done.message) if done.message is not None else None
     kind, handoff = (meta.answer_kind, meta.handoff) if meta else (None, None)
-    return MessageReply(message=message, answer_kind=kind, handoff=handoff)
+    cache = meta.cache if meta else None
+    return MessageReply(message=message, answer_kind=kind, handoff=handoff, cache=cache)
 
 
 @router.get(
@@ -128,6 +129,7 @@ def _event_line(event: Event) -> str:
                 "sentiment": round(event.sentiment, 3),
                 "escalate": event.escalate,
                 "handoff": event.handoff,
+                "cache": event.cache,  # "exact" / "semantic" from the answer cache, else null
             },
         )
     if isinstance(event, Citations):
