@@ -300,7 +300,7 @@ class Settings(BaseSettings):
         if self.models is not None and not self.models.is_file():
             raise ValueError(
                 f"KEFU_MODELS points to {str(self.models)!r}, which is not a file; "
-                "copy deploy/models.example.yaml and point KEFU_MODELS at it (or unset it)"
+                "copy docs/models.example.yaml and point KEFU_MODELS at it (or unset it)"
             )
         if self.grounded_threshold > self.faq_direct_threshold:
             raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")

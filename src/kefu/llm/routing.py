@@ -136,11 +136,11 @@ def load_matrix(path: Path) -> ModelMatrix:
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read the model matrix ({exc.strerror}); fix the path") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML ({exc}); see deploy/models.example.yaml") from None
+        raise ConfigError(f"{where}: not valid YAML ({exc}); see docs/models.example.yaml") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or not data["models"]:
         raise ConfigError(
             f"{where}: needs a `models:` mapping (name → kind, model, prices …) and a `routes:` mapping; "
-            "see deploy/models.example.yaml"
+            "see docs/models.example.yaml"
         )
     unknown = set(data) - {"models", "routes", "currency", "base_price_per_1k"}
     if unknown:

@@ -79,7 +79,7 @@ class MessageRow(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Unique("conversation_id", "seq", name="uq_messages_conversation_seq"),
-        Index("ix_messages_created_at", "created_at"),  # the daily budget's sum (migration 0006)
+        Index("ix_messages_created_at", "created_at", "cost"),  # the daily budget: an index-only sum (0006)
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -29,7 +29,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("route", sa.String(32), nullable=True))
         batch.add_column(sa.Column("cost", sa.Float, nullable=True))
         batch.add_column(sa.Column("cache", sa.String(16), nullable=True))
-    op.create_index("ix_messages_created_at", "messages", ["created_at"])
+    op.create_index("ix_messages_created_at", "messages", ["created_at", "cost"])
 
 
 def downgrade() -> None:
