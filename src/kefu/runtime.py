@@ -89,6 +89,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     from kefu.dialog.locks import build_locks
     from kefu.llm import ensure_ready
     from kefu.llm.routing import build_routed_model, with_budgets
+    from kefu.llm.singleflight import single_flight
     from kefu.observe import build_metrics
     from kefu.safety.compliance import CompliancePolicy
     from kefu.safety.pii import redact_pii
@@ -105,6 +106,8 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
             if model is not None:
                 await ensure_ready(model)
         model = with_budgets(settings, model, spend_of(stores.engine))  # KEFU_BUDGET_*
+        if settings.llm_single_flight:  # identical requests in flight share one call
+            model = single_flight(model)
     except BaseException:
         stores.close()
         raise
