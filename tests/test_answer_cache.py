@@ -63,13 +63,18 @@ def test_the_same_question_twice_is_an_exact_hit_and_the_model_is_asked_once(
     assert first["cache"] is None and first["answer_kind"] == "grounded"
     assert len(model.history) == 1 and "20 元" in model.history[0].messages[0].content
 
-    second = say(shop, new_conversation(shop), "偏远地区运费多少")  # no question mark: the same key
+    conversation = new_conversation(shop)
+    second = say(shop, conversation, "偏远地区运费多少")  # no question mark: the same key
     assert second["cache"] == "exact"
     assert len(model.history) == 1, "a cache hit asks no model"
     assert second["answer_kind"] == "grounded"
     assert second["message"]["content"] == first["message"]["content"]
     assert second["message"]["citations"] == first["message"]["citations"]
     assert stage_of(shop).counts() == {"exact": 1, "semantic": 0, "miss": 1, "stored": 1}
+    runtime = runtime_of(shop)
+    (record,) = runtime.audit.records(conversation_id=conversation)
+    assert record.kind == "bot_reply"  # no model call this turn, and the audit says why
+    assert runtime.audit.decrypt(record)["cache"] == "exact"
 
 
 def test_a_hit_in_the_same_conversation_and_on_the_event_stream(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kefu.kb.service import KnowledgeService
     from kefu.kb.types import Embedder
     from kefu.kb.worker import KbWorker
+    from kefu.safety.pii import PiiVault
     from kefu.safety.scope import ScopeGuard
     from kefu.storage.factory import Stores
     from kefu.tools.orders import OrderSystem
@@ -131,7 +132,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
         scope=scope,
         compliance=CompliancePolicy.load(settings.compliance_rules, settings.compliance_domains),
-        flows=flow_engine(settings, audit_log, model),
+        flows=flow_engine(settings, audit_log, model, vault_for=stores.vault_for),
         audit=lambda kind, payload, conversation_id: audit_log.append(
             kind, payload, conversation_id=conversation_id
         ),
@@ -220,7 +221,12 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
     return AuditLog(engine, settings_keyring(settings))
 
 
-def flow_engine(settings: Settings, audit_log: AuditLog, model: ChatModel | None = None) -> FlowEngine | None:
+def flow_engine(
+    settings: Settings,
+    audit_log: AuditLog,
+    model: ChatModel | None = None,
+    vault_for: Callable[[str], PiiVault] | None = None,
+) -> FlowEngine | None:
     """Task flows over the configured order system, or None when there is none (see KEFU_ERP_URL).
     Every call the flows make to the order system is appended to the audit chain; with a model that
     can call functions (KEFU_LLM_TOOLS) it reads slots too, and each of its calls is audited as well."""
@@ -244,6 +250,10 @@ def flow_engine(settings: Settings, audit_log: AuditLog, model: ChatModel | None
             "model_call", call, conversation_id=current_conversation(), actor="model"
         ),
     )
+    if vault_for is not None:  # the new address the customer typed, from the vault (issue #12)
+        from kefu.tools.vaulted import VaultedOrderSystem
+
+        orders = VaultedOrderSystem(orders, vault_for)
     return FlowEngine(
         demo_flows(), AuditedOrderSystem(orders, append), clock=lambda: datetime.now(UTC), slot_reader=reader
     )

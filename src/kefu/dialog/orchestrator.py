@@ -351,6 +351,8 @@ def audit_entry(question: str, plan: Answer, cites: list[dict[str, object]]) -> 
         payload["kb_version"] = plan.kb_version
     if plan.mode:
         payload["answer_mode"] = plan.mode
+    if plan.cache:  # sent again from the answer cache: no model was asked this turn
+        payload["cache"] = plan.cache
     if plan.policy:
         payload["policy"] = plan.policy
     if plan.flow_data:

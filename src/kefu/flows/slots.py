@@ -116,9 +116,14 @@ def free_text(text: str, *, min_length: int = 1) -> str | None:
     """The text itself — unless it is a question without a single digit (「运费谁出？」 is no address, while
     「北京市朝阳区建国路88号，可以吗？」 is one)."""
     cleaned = text.strip()
+    if _ADDRESS_PLACEHOLDER.search(cleaned):  # redacted: a whole street address, kept in the vault
+        return cleaned
     if len(cleaned) < min_length or (is_question(cleaned) and not any(c.isdigit() for c in cleaned)):
         return None
     return cleaned
+
+
+_ADDRESS_PLACEHOLDER = re.compile(r"\[地址_[0-9]+\]")
 
 
 def pattern(text: str, regex: re.Pattern[str]) -> str | None:

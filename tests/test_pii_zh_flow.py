@@ -1,0 +1,45 @@
+"""The address flow through the whole assistant: the model and the log see [地址_1], the order system
+gets the address the customer typed, from the conversation's vault."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import new_conversation
+from kefu.api.app import create_app
+from kefu.config import Settings
+from kefu.llm.testing import ScriptedModel
+
+NEW_ADDRESS = "上海市浦东新区世纪大道 200 号 3 楼"
+
+
+@pytest.fixture
+def shop(
+    make_settings: Callable[..., Settings], model: ScriptedModel, tmp_path: Path
+) -> Iterator[TestClient]:
+    kb = tmp_path / "kb"
+    (kb / "faq").mkdir(parents=True)
+    faq = [{"id": "ship", "question": "发什么快递？", "answer": "默认中通快递。"}]
+    (kb / "faq" / "faq.json").write_text(json.dumps(faq, ensure_ascii=False), encoding="utf-8")
+    with TestClient(create_app(make_settings(kb_dir=kb, demo_erp=True), model=model)) as client:
+        yield client
+
+
+def test_a_new_address_reaches_the_order_system_but_is_stored_redacted(shop: TestClient) -> None:
+    conversation = new_conversation(shop)
+    replies = []
+    for text in ("我要改地址", "XP1016", "9002", NEW_ADDRESS, "是"):
+        response = shop.post(f"/v1/conversations/{conversation}/messages", json={"content": text})
+        assert response.status_code == 200, response.text
+        replies.append(response.json()["message"]["content"])
+    assert "[地址_1]" in replies[3]  # the confirmation names the placeholder, never the address
+    orders = shop.app.state.runtime.assistant.flows.orders  # type: ignore[attr-defined]
+    assert orders.get_order("XP1016").address == NEW_ADDRESS
+    stored = shop.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+    assert all("世纪大道" not in m["content"] for m in stored), stored
+    assert "[地址_1]" in [m["content"] for m in stored if m["role"] == "user"]
