@@ -103,9 +103,9 @@ class HandoffQueue(Collector):
 class OperationsRatios(Collector):
     """The KPI ratios of ``kefu stats`` (``kefu.storage.stats``) over the conversations started in the
     last ``window_hours``: session completion, handoff and flow completion rates and the flow counts.
-    Read at most every ``ttl`` seconds (a scrape costs one aggregate query, not one per scrape)."""
+    Read at most every ``ttl`` seconds (several scrapers cost one aggregate query, not one each)."""
 
-    def __init__(self, engine: Engine, window_hours: float, ttl: float = 30.0) -> None:
+    def __init__(self, engine: Engine, window_hours: float, ttl: float = 10.0) -> None:
         self.engine, self.window, self.ttl = engine, timedelta(hours=window_hours), ttl
         self._cached: tuple[float, dict[str, Any]] | None = None
 
