@@ -204,6 +204,7 @@ def test_a_one_line_question_goes_to_cheap_and_a_multi_part_complaint_to_strong(
         assert (len(cheap.state.requests), len(strong.state.requests)) == (1, 0)
         complaint = send(client, conversation, COMPLAINT)
         assert (len(cheap.state.requests), len(strong.state.requests)) == (1, 1)
+        over_http = costs_over_http(client)
     assert strong.state.requests[0]["messages"][-1]["content"].startswith(COMPLAINT)
     assert (simple.answer_kind, simple.route, simple.model) == ("grounded", "faq", "cheap")
     assert (complaint.answer_kind, complaint.route, complaint.model) == ("grounded", "complaint", "strong")
@@ -214,9 +215,16 @@ def test_a_one_line_question_goes_to_cheap_and_a_multi_part_complaint_to_strong(
     tokens = complaint.prompt_tokens + complaint.completion_tokens
     assert complaint.cost == pytest.approx(15 * tokens / 1000 * 0.002)
 
+    assert {(r["route"], r["model"], r["cost"]) for r in over_http["by_route"]} == {
+        ("faq", "cheap", round(simple.cost or 0, 6)),
+        ("complaint", "strong", round(complaint.cost or 0, 6)),
+    }
+
     monkeypatch.setenv("KEFU_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("KEFU_MODELS", str(tmp_path / "models.yaml"))
     table = runner.invoke(cli, ["stats"])
     assert table.exit_code == 0, table.output
+    assert f"model cost               {(simple.cost or 0) + (complaint.cost or 0):.4f} CNY" in table.output
     rows = [line.split() for line in table.output.splitlines()]
     by_route = {(r[1], r[2]): r for r in rows if len(r) == 7 and r[1] in ("faq", "complaint")}
     assert float(by_route["faq", "cheap"][6]) == pytest.approx(simple.cost or 0, abs=1e-4)
@@ -225,6 +233,15 @@ def test_a_one_line_question_goes_to_cheap_and_a_multi_part_complaint_to_strong(
     as_json = json.loads(runner.invoke(cli, ["stats", "--json"]).stdout)["costs"]
     assert as_json["cost"] == pytest.approx((simple.cost or 0) + (complaint.cost or 0), abs=1e-6)
     assert as_json["top_conversations"][0]["conversation_id"] == conversation
+
+
+def costs_over_http(client: TestClient) -> dict[str, Any]:
+    """GET /v1/stats/costs as a signed-in agent."""
+    client.app.state.runtime.handoffs.store.ensure_agent("ann", "Ann", "password-1")  # type: ignore[attr-defined]
+    token = client.post("/v1/agent/login", json={"username": "ann", "password": "password-1"}).json()["token"]
+    response = client.get("/v1/stats/costs", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 def test_an_faq_is_sent_verbatim_with_its_route_and_no_cost(
@@ -305,3 +322,26 @@ def test_an_angry_complaint_goes_to_a_person_with_its_route_and_no_model_call(
         0.0,
     )
     assert [len(e.state.requests) for e in endpoints] == [0, 0]
+
+
+async def test_models_of_kind_local_share_the_one_local_worker(
+    make_settings: Callable[..., Settings], tmp_path: Path, endpoints: tuple[FakeServer, FakeServer]
+) -> None:
+    from kefu.llm.routing import ModelRouter
+    from kefu.llm.supervisor import LocalWorkerModel
+
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        f"models: {{small: {{kind: local}}, same: {{kind: local, cost_coefficient: 2}}, "
+        f"remote: {{kind: openai, base_url: '{endpoints[0].base_url}', model: {FAKE_MODEL}}}}}\n"
+        "routes: {faq: small, complex: remote}"
+    )
+    router = build_routed_model(make_settings(llm="openai", models=path))
+    try:
+        assert isinstance(router, ModelRouter)
+        assert isinstance(router.models["small"], LocalWorkerModel)
+        assert router.models["small"] is router.models["same"]  # one worker process, not two
+        assert router.for_route("complex")[0] == "remote" and router.for_route("batch")[0] == "small"
+    finally:
+        assert router is not None
+        await router.aclose()

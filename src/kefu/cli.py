@@ -246,18 +246,20 @@ def stats(
     route and model, per conversation, and the answer-cache hit rate."""
     import json
 
+    from kefu.llm.routing import load_matrix
     from kefu.storage.costs import cost_summary, format_costs
     from kefu.storage.stats import format_summary, operations_summary
 
     settings = load_settings()
     start = _parse_since(since, settings)
+    currency = load_matrix(settings.models).currency if settings.models else ""
     with _handoff_store(settings) as store:  # migrated: the counts' table exists
         summary = operations_summary(store.engine, start)
-        costs = cost_summary(store.engine, start)
+        costs = cost_summary(store.engine, start) | {"currency": currency}
     if as_json:
         typer.echo(json.dumps({**summary, "costs": costs}, ensure_ascii=False, indent=2))
     else:
-        typer.echo(format_summary(summary) + "\n\n" + format_costs(costs))
+        typer.echo(format_summary(summary) + "\n\n" + format_costs(costs, currency))
 
 
 def _parse_since(since: str | None, settings: Settings) -> datetime | None:

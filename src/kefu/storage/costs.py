@@ -111,12 +111,13 @@ def cost_summary(engine: Engine, since: datetime | None = None, top: int = 10) -
     }
 
 
-def format_costs(summary: dict[str, Any]) -> str:
-    """The cost summary as aligned text lines (``kefu stats``)."""
+def format_costs(summary: dict[str, Any], currency: str = "") -> str:
+    """The cost summary as aligned text lines (``kefu stats``); ``currency``: the model matrix's."""
     rate = summary["cache_hit_rate"]
     per = summary["cost_per_conversation"]
+    unit = f" {currency}" if currency else ""
     lines = [
-        f"model cost               {summary['cost']:.4f}  ({summary['conversations']} conversations, "
+        f"model cost               {summary['cost']:.4f}{unit}  ({summary['conversations']} conversations, "
         f"{'—' if per is None else f'{per:.4f}'} per conversation)",
         f"answer cache hit rate    {'—' if rate is None else f'{rate:.1%}'}  "
         f"({summary['cache_hits']} of {summary['bot_replies']} bot replies)",
