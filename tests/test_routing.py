@@ -345,3 +345,26 @@ async def test_models_of_kind_local_share_the_one_local_worker(
     finally:
         assert router is not None
         await router.aclose()
+
+
+async def test_callers_that_do_not_route_get_faq_and_tool_requests_a_tools_model(
+    make_settings: Callable[..., Settings], tmp_path: Path, endpoints: tuple[FakeServer, FakeServer]
+) -> None:
+    from kefu.llm.base import ChatRequest, Message, Tool
+
+    cheap, strong = endpoints  # only strong lists `tools` in the matrix
+    router = build_routed_model(
+        make_settings(llm="openai", models=write_matrix(tmp_path / "m.yaml", *endpoints))
+    )
+    assert router is not None and router.supports_tools
+    order = Tool(
+        "order_number", "the order number", {"type": "object", "properties": {"id": {"type": "string"}}}
+    )
+    try:
+        await router.complete(ChatRequest([Message("user", "在吗")]))
+        assert (len(cheap.state.requests), len(strong.state.requests)) == (1, 0)
+        await router.complete(ChatRequest([Message("user", "订单 XP1013")], tools=[order]))
+        assert (len(cheap.state.requests), len(strong.state.requests)) == (1, 1)
+        assert strong.state.requests[0]["tools"][0]["function"]["name"] == "order_number"
+    finally:
+        await router.aclose()

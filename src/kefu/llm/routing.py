@@ -6,7 +6,8 @@
                               capabilities, and the routes: scenario → model name
     choose_route(…)           the scenario of one turn, deterministic: long_context › complaint › complex › faq
     ModelRouter               the matrix's models behind the ``ChatModel`` seam (``complete`` goes to the
-                              "faq" route, for callers that do not route); ``for_route`` picks one
+                              "faq" route, for callers that do not route — a request with tools to a
+                              model listing the `tools` capability); ``for_route`` picks one
     Budget                    KEFU_BUDGET_DAILY / KEFU_BUDGET_CONVERSATION: "ok", "degrade" (≥
                               KEFU_BUDGET_DEGRADE_AT of a cap: the "cheap" route), "over" (no model call)
 
@@ -320,7 +321,7 @@ class ModelRouter(ChatModel):
         self.budget = budget or Budget()
         default = models[matrix.routes["faq"]]
         self.name = default.name
-        self.supports_tools = any(m.supports_tools for m in models.values())
+        self.supports_tools = self._tools_model() is not None
 
     def for_route(self, route: str) -> tuple[str, ChatModel]:
         """(matrix model name, model) serving ``route``."""
@@ -334,10 +335,27 @@ class ModelRouter(ChatModel):
         return f"routed ({routes})"
 
     def _default(self, request: ChatRequest) -> ChatModel:
+        """The "faq" route's model; for a request with tools, the first model whose matrix entry lists the
+        `tools` capability (the "faq" one first) — a one-model router: that model, as it says."""
         model = self.models[self.matrix.routes["faq"]]
-        if request.tools and not model.supports_tools:
-            return next((m for m in self.models.values() if m.supports_tools), model)
+        if request.tools:
+            return self._tools_model() or model
         return model
+
+    def _tools_model(self) -> ChatModel | None:
+        if not self.matrix.source:
+            model = self.models[DEFAULT_ROUTE]
+            return model if model.supports_tools else None
+        faq = self.matrix.routes["faq"]
+        names = [faq, *(n for n in self.matrix.models if n != faq)]
+        return next(
+            (
+                self.models[n]
+                for n in names
+                if "tools" in self.matrix.models[n].capabilities and self.models[n].supports_tools
+            ),
+            None,
+        )
 
     async def complete(self, request: ChatRequest) -> Reply:
         return await self._default(request).complete(request)
