@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The operations tools the deploy tests run for real: promtool/prometheus (Debian `prometheus`) for the
-# alerting rules and the scrape test, nginx for the TLS 1.3 + canary tests. Idempotent: a no-op when
-# both are on PATH. Needs root (or sudo) and apt; elsewhere it says what to install and exits 0, and
+# alerting rules and the scrape test, nginx for the TLS 1.3 + canary tests, and — when no `docker
+# compose` is installed — the docker-compose CLI, whose `config` validates deploy/compose.yaml without a
+# Docker daemon. Idempotent: a no-op when all are on PATH. Needs root (or sudo) and apt; elsewhere it says what to install and exits 0, and
 # the tests skip with that reason (they never skip in CI, where this script runs first).
 #
 #   bash scripts/install-ops-tools.sh
@@ -10,8 +11,11 @@ set -euo pipefail
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  missing+=(docker-compose)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ops tools: promtool $(promtool --version 2>&1 | head -1 | awk '{print $3}'), nginx present"
+  echo "ops tools: promtool $(promtool --version 2>&1 | head -1 | awk '{print $3}'), nginx, compose present"
   exit 0
 fi
 

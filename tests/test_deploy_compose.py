@@ -60,8 +60,6 @@ def test_the_files_compose_mounts_exist_and_prometheus_scrapes_the_replicas() ->
         for volume in services[name]["volumes"]:
             source = volume.split(":")[0]
             if source.startswith("."):
-                if source.endswith("certs"):
-                    continue  # the operator's certificate (README: scripts/dev-cert.sh for a trial)
                 assert (COMPOSE.parent / source).exists(), f"{name} mounts {source}, which does not exist"
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}

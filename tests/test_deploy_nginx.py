@@ -148,8 +148,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             wait_healthy(addresses[label], process, root / label / "serve.log", deadline)
         conf = root / "nginx"
         (conf / "certs").mkdir(parents=True)
-        write_dev_certificate(conf / "certs" / "kefu.crt", conf / "certs" / "kefu.key")
-        shutil.copy("/etc/nginx/mime.types", conf / "mime.types")
+        write_dev_certificate(conf / "certs" / "server.crt", conf / "certs" / "server.key")
         https_port, http_port = free_port(), free_port()
         main = (NGINX_DIR / "nginx.conf").read_text()
         main = main.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
@@ -183,7 +182,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             base=f"https://127.0.0.1:{https_port}",
             http_base=f"http://127.0.0.1:{http_port}",
             https_port=https_port,
-            cert=conf / "certs" / "kefu.crt",
+            cert=conf / "certs" / "server.crt",
             conf_dir=conf,
             stable=addresses["stable"],
             canary=addresses["canary"],
