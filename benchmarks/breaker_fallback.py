@@ -5,9 +5,12 @@ Runs the real app in process (FastAPI TestClient, the mini test pack, KEFU_LLM=o
 asks the same knowledge question repeatedly. The first calls reach the failing server (each costs the
 SDK's retries, or the timeout); once the breaker is open, calls fail at once and the reply is the
 knowledge base's own sentences. Prints per mode: the reply time while the breaker was closed and
-after it opened (p50/max), and how many calls reached the server. Figures, not pass/fail.
+after it opened (p50/max), and how many calls reached the server; first a healthy model as the
+baseline. With ``--local`` also the chain's local step (KEFU_LLM_FALLBACK_LOCAL=on): the primary
+fails every call, the first ask starts the bundled model in the background (and is answered from the
+knowledge base at once), then the replies the local model writes. Figures, not pass/fail.
 
-    python benchmarks/breaker_fallback.py [--asks 10] [--timeout 2] [--retries 2]
+    python benchmarks/breaker_fallback.py [--asks 10] [--timeout 2] [--retries 2] [--local]
 """
 
 from __future__ import annotations
@@ -26,16 +29,24 @@ import httpx
 from fastapi.testclient import TestClient
 
 from kefu.api.app import create_app
-from kefu.config import load_settings
+from kefu.config import Settings, load_settings
 from kefu.llm.fake_server import FAKE_MODEL, FakeServer
 
 MINI_KB = Path(__file__).resolve().parent.parent / "tests" / "data" / "mini_kb"
 QUESTION = "你们发什么快递？多久能到？"
-MODES = {"500s": {"error_rate": 1}, "hang": {"hang": True}, "drop mid-stream": {"drop_after": 3}}
+MODES = {
+    "healthy model": {},
+    "500s": {"error_rate": 1},
+    "hang": {"hang": True},
+    "drop mid-stream": {"drop_after": 3},
+}
+REPLY = "我们默认使用中通快递，江浙沪 1–2 天送达 [1]。"
+# every ask must reach the model (or its breaker): the same question again would come from the answer cache
+NO_ANSWER_CACHE = {"answer_cache": False} if "answer_cache" in Settings.model_fields else {}
 
 
 def run(mode: str, faults: dict[str, object], args: argparse.Namespace, data: Path) -> None:
-    with FakeServer() as fake:
+    with FakeServer(replies=[REPLY] * args.asks) as fake:
         httpx.post(f"{fake.root_url}/_fake/config", json=faults).raise_for_status()
         settings = load_settings(
             environment="test",
@@ -48,6 +59,8 @@ def run(mode: str, faults: dict[str, object], args: argparse.Namespace, data: Pa
             answer_mode="generate",
             llm_timeout=args.timeout,
             llm_max_retries=args.retries,
+            llm_fallback_local="off",  # one endpoint: its breaker alone (the local step: run_local)
+            **NO_ANSWER_CACHE,
         )
         closed: list[float] = []
         opened: list[float] = []
@@ -72,6 +85,51 @@ def run(mode: str, faults: dict[str, object], args: argparse.Namespace, data: Pa
     )
 
 
+def run_local(args: argparse.Namespace, data: Path) -> None:
+    """The primary fails every call; the local model (started on the first need) answers."""
+    with FakeServer() as fake:
+        httpx.post(f"{fake.root_url}/_fake/config", json={"error_rate": 1}).raise_for_status()
+        settings = load_settings(
+            environment="test",
+            data_dir=data / "local",
+            kb_dir=MINI_KB,
+            llm="openai",
+            llm_base_url=fake.base_url,
+            llm_model=FAKE_MODEL,
+            answer_mode="generate",
+            llm_timeout=60,
+            llm_max_retries=0,
+            llm_fallback_local="on",
+            **NO_ANSWER_CACHE,
+        )
+        with TestClient(create_app(settings)) as client:
+            local = client.app.state.runtime.model.models[-1]  # type: ignore[attr-defined]
+            conversation = client.post("/v1/conversations", json={"channel": "web"}).json()["id"]
+            first, kind = _ask(client, conversation)
+            print(f"{'local step':16} first need: {first * 1000:.0f} ms ({kind}: answered while it starts)")
+            started = time.perf_counter()
+            while "starting" in local.describe():
+                time.sleep(0.5)
+            print(f"{'':16} the local model was ready {time.perf_counter() - started:.1f} s later")
+            answered = [_ask(client, client.post("/v1/conversations", json={"channel": "web"}).json()["id"])]
+            answered += [_ask(client, conversation) for _ in range(args.asks - 1)]
+            took = [t for t, _ in answered]
+            kinds = sorted({k for _, k in answered})
+            print(
+                f"{'':16} then {len(took)} replies by the local model (primary failing): p50 {_ms(took)}, "
+                f"max {_ms(took, max)}; answer kinds {kinds}"
+            )
+
+
+def _ask(client: TestClient, conversation: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    response = client.post(f"/v1/conversations/{conversation}/messages", json={"content": QUESTION})
+    took = time.perf_counter() - start
+    assert response.status_code == 200, response.text
+    message = response.json()["message"] or {}
+    return took, str(message.get("answer_kind"))
+
+
 def _ms(values: list[float], pick=statistics.median) -> str:  # type: ignore[no-untyped-def]
     return f"{pick(values) * 1000:.0f} ms" if values else "-"
 
@@ -83,6 +141,7 @@ def main() -> int:
     parser.add_argument("--asks", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=2.0, help="KEFU_LLM_TIMEOUT")
     parser.add_argument("--retries", type=int, default=2, help="KEFU_LLM_MAX_RETRIES")
+    parser.add_argument("--local", action="store_true", help="also the local model step (loads the GGUF)")
     args = parser.parse_args()
     print(
         f"KEFU_LLM_TIMEOUT={args.timeout:g} KEFU_LLM_MAX_RETRIES={args.retries}; breaker defaults "
@@ -91,6 +150,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for mode, faults in MODES.items():
             run(mode, faults, args, Path(tmp))
+        if args.local:
+            run_local(args, Path(tmp))
     return 0
 
 

@@ -102,8 +102,10 @@ class Settings(BaseSettings):
     # (the same KEFU_BREAKER_* guard the embeddings, rerank, ERP and credit endpoints — kefu.breakers — and
     # with KEFU_REDIS_URL an open breaker is shared by every replica.) KEFU_LLM=openai: the local model as
     # the last model step of the fallback chain: "auto" = when llama-cpp-python and its weights are
-    # installed, "on" = required, "off" = never; started in the background when first needed.
-    llm_fallback_local: Literal["auto", "on", "off"] = "auto"
+    # installed, "on" = required, "off" = never (default: on 2 cores it writes a held answer in ~15 s,
+    # far from the 2 s the KB's own reply takes — benchmarks/breaker_fallback.py --local); started in
+    # the background when first needed.
+    llm_fallback_local: Literal["auto", "on", "off"] = "off"
 
     # Model routing, cost and budgets (issue #10 §3, kefu.llm.routing). KEFU_MODELS: the model matrix
     # (YAML: named models with prices, context and capabilities, and the routes faq / complex / complaint /

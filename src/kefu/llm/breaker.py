@@ -184,8 +184,11 @@ class FallbackChain(ChatModel):
         return [m for m in self.models if m.supports_tools] or self.models[:1]
 
     def _next(self, model: ChatModel, exc: ModelError) -> None:
-        if model is not self.models[-1]:
-            log.warning("model %s failed, trying the next in the fallback chain: %s", model.describe(), exc)
+        if model is not self.models[-1]:  # an open breaker logged itself once when it opened
+            level = logging.DEBUG if isinstance(exc, BreakerOpen) else logging.WARNING
+            log.log(
+                level, "model %s failed, trying the next in the fallback chain: %s", model.describe(), exc
+            )
 
     async def check(self) -> None:
         check = getattr(self.models[0], "check", None)
