@@ -85,6 +85,19 @@ def test_with_the_model_in_error_mode_the_chat_answers_and_readyz_shows_the_open
         )
 
 
+def test_with_nothing_held_to_quote_the_reply_offers_a_human_and_cites_the_articles(
+    make_settings: Callable[..., Settings], fake: FakeServer
+) -> None:
+    fail_all(fake)
+    with TestClient(create_app(openai_settings(make_settings, fake, answer_check="off"))) as client:
+        conversation = new_conversation(client)
+        answer = ask(client, conversation, KB_QUESTION)
+        assert answer["answer_kind"] == "fallback" and answer["content"] == prompts.FALLBACK["zh"]
+        assert [c["title"] for c in answer["citations"]]  # the related articles, shown with the reply
+        stored = client.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+        assert [m["role"] for m in stored] == ["user", "assistant"] and stored[0]["content"] == KB_QUESTION
+
+
 def test_the_fallback_reply_offers_a_human() -> None:
     assert "人工客服" in prompts.FALLBACK["zh"] and "human agent" in prompts.FALLBACK["en"]
     assert "人工客服" in prompts.NO_ANSWER["zh"] and "human agent" in prompts.NO_ANSWER["en"]

@@ -203,7 +203,9 @@ def test_rerank_breaker_serves_the_fused_order_without_calling_while_open(
         reranker.close()
 
 
-def test_erp_breaker_fails_fast_with_tool_unavailable_and_recovers(erp_url: str, faults: Faults) -> None:
+def test_erp_breaker_fails_fast_with_tool_unavailable_and_recovers(
+    erp_url: str, faults: Faults, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = Clock()
     erp = HttpOrderSystem(erp_url, ERP_TOKEN, retries=1, backoff=0.01, breaker=breaker("erp", clock))
     try:
@@ -217,6 +219,17 @@ def test_erp_breaker_fails_fast_with_tool_unavailable_and_recovers(erp_url: str,
         with pytest.raises(ToolUnavailable, match=r"service erp is not called: .*open until .*human agent"):
             erp.get_order("XP1001")
         assert len(faults.requests) == seen  # no request, no retries, no timeout
+        clock.now += 30  # stuck open: the trial fails too, so it opens for another cool-down
+        with caplog.at_level(logging.INFO, logger="kefu.breakers"), pytest.raises(ToolUnavailable):
+            erp.get_order("XP1001")
+        assert erp.breaker.state == "open"
+        assert (
+            caplog.records[-1]
+            .getMessage()
+            .startswith(
+                "circuit breaker erp: half-open → open (the trial call failed: the service at http://127.0.0.1:"
+            )
+        )
         faults.status = 200
         clock.now += 30
         assert erp.get_order("XP1001").order_id == "XP1001"
@@ -364,8 +377,10 @@ def test_a_breaker_opened_on_one_replica_is_open_on_the_other(
         with caplog.at_level(logging.INFO, logger="kefu.breakers"), pytest.raises(BreakerOpen):
             two.acquire()
         assert two.state == "open" and two.describe().startswith("open until ")
-        assert caplog.records[-1].getMessage().startswith(
-            "circuit breaker erp: closed → open (opened by another replica: 2 of 2 calls failed"
+        assert (
+            caplog.records[-1]
+            .getMessage()
+            .startswith("circuit breaker erp: closed → open (opened by another replica: 2 of 2 calls failed")
         )
         two_clock.now += 30  # its cool-down ends like the other's: one trial, then closed
         two.acquire()
