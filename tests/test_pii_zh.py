@@ -20,7 +20,9 @@ def test_the_issue_sentence_loses_both_name_and_address() -> None:
     assert restore(r.text, r.mapping) == ISSUE
 
 
-def test_the_model_and_the_stored_message_get_no_name_or_address(client: TestClient, model: ScriptedModel) -> None:
+def test_the_model_and_the_stored_message_get_no_name_or_address(
+    client: TestClient, model: ScriptedModel
+) -> None:
     conversation = new_conversation(client)
     model.enqueue("好的。")
     ask(client, conversation, ISSUE + "，快递多久能到？")
@@ -37,7 +39,10 @@ def test_the_model_and_the_stored_message_get_no_name_or_address(client: TestCli
         ("收件人：欧阳娜娜，电话 138-0013-8000", "收件人：[姓名_1]，电话 [手机号_1]"),
         ("姓名：訾伟\n手机：13800138000", "姓名：[姓名_1]\n手机：[手机号_1]"),  # a surname not in our list
         ("联系人王先生，联系方式 13900139000", "联系人[姓名_1]，联系方式 [手机号_1]"),
-        ("李娜 上海市徐汇区漕溪北路 1 号", "[姓名_1] [地址_1]"),  # a recipient line: no cue, but beside an address
+        (
+            "李娜 上海市徐汇区漕溪北路 1 号",
+            "[姓名_1] [地址_1]",
+        ),  # a recipient line: no cue, but beside an address
         ("13800138000 张伟", "[手机号_1] [姓名_1]"),
         ("江南区桂花路31号绿城桂花苑17栋3单元2502 孙涵 收", "[地址_1] [姓名_1] 收"),
         ("My name is Marie Hamanová, where is my parcel?", "My name is [姓名_1], where is my parcel?"),
@@ -135,3 +140,30 @@ def test_placeholders_stay_stable_and_redacting_twice_changes_nothing() -> None:
     assert again.text == "还是寄到[地址_1]，收件人[姓名_1]"
     assert redact_pii(first.text).text == first.text
     assert vault.known()["[地址_1]"] == "北京市朝阳区建国路88号3单元502"
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        (
+            "I live at 123 Main Street, Apt. 4, Springfield IL 62704",
+            "123 Main Street, Apt. 4, Springfield IL 62704",
+        ),
+        ("send it to 14 Crown Street\nSuite 321\nLONDON", "14 Crown Street\nSuite 321\nLONDON"),
+        ("The bus station is on Villacher Strasse 89", "Villacher Strasse 89"),
+        ("Meet me at PSC 1437, Box 3833\nAPO AA 66791", "PSC 1437, Box 3833\nAPO AA 66791"),
+    ],
+)
+def test_western_street_addresses(text: str, address: str) -> None:
+    r = redact_pii(text)
+    assert [r.mapping[e.placeholder] for e in r.entities if e.type is PiiType.ADDRESS] == [address]
+
+
+@pytest.mark.parametrize("phone", ["020 7946 0958", "030 1234 5678", "01 23 45 67 89", "(02) 5550 1234"])
+def test_national_numbers_written_in_groups(phone: str) -> None:
+    assert redact_pii(f"ring {phone} after six").text == "ring [电话_1] after six"
+
+
+@pytest.mark.parametrize("text", ["I want 2 Big Macs", "2024 05 12 delivery", "total 1 000 000 yuan"])
+def test_numbers_and_words_that_are_no_address_or_phone(text: str) -> None:
+    assert redact_pii(text).text == text

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kefu.safety.iban import IBAN_LENGTHS, is_valid_iban
+from kefu.safety.pii_en import find_street_addresses
 from kefu.safety.pii_zh import find_addresses, find_names, names_beside
 from kefu.safety.validators import (
     compact,
@@ -83,6 +84,12 @@ def _local_phone_ok(value: str) -> bool:
     if _DATE.fullmatch(value):
         return False
     return 7 <= len(digits) <= 12 and _not_one_digit(digits)
+
+
+def _national_phone_ok(value: str) -> bool:
+    """9–12 digits in three or more groups (a date or an amount is shorter, an order id is not grouped)."""
+    digits = re.sub(r"[^0-9]", "", value)
+    return 9 <= len(digits) <= 12 and _not_one_digit(digits) and not _DATE.search(value)
 
 
 def _card_groups_ok(value: str) -> bool:
@@ -262,6 +269,13 @@ DETECTORS: tuple[Detector, ...] = (
         context=_PHONE_WORDS,
         not_after=_ORDER_WORDS,
     ),
+    Detector(  # a national number with its trunk 0, written in groups: 020 7946 0958, (0)30 1234 567
+        PiiType.PHONE,
+        _shapes(r"(?:0[1-9][0-9]{0,3}|\(0[1-9][0-9]{0,3}\))(?:[ .\-][0-9]{2,4}){2,4}"),
+        _national_phone_ok,
+        priority=43,
+        not_after=_ORDER_WORDS,
+    ),
     Detector(
         PiiType.IP_ADDRESS,
         _shapes(rf"(?<![0-9.]){_IP_OCTET}(?:\.{_IP_OCTET}){{3}}(?!\.?[0-9])"),
@@ -289,6 +303,9 @@ def find_pii(text: str) -> list[Found]:
     ]
     candidates += [(end - start, 35, start, end, PiiType.PERSON) for start, end in find_names(text)]
     candidates += [(end - start, 30, start, end, PiiType.ADDRESS) for start, end in find_addresses(text)]
+    candidates += [
+        (end - start, 29, start, end, PiiType.ADDRESS) for start, end in find_street_addresses(text)
+    ]
     taken = _resolve(candidates, [])
     beside = [(f.start, f.end) for f in taken if f.type in _NAME_NEIGHBOURS]
     names = [(end - start, 20, start, end, PiiType.PERSON) for start, end in names_beside(text, beside)]

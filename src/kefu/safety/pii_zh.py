@@ -81,114 +81,24 @@ _EN_NAME = re.compile(
     rf"({_EN_WORD}(?:\s+[^\W\d_]\.)?(?:\s+{_EN_WORD}){{0,2}})"
 )
 _EN_NOT_NAMES = frozenset(
-    [
-        "I",
-        "The",
-        "A",
-        "An",
-        "Not",
-        "So",
-        "Very",
-        "Sorry",
-        "Happy",
-        "Unable",
-        "Still",
-        "Just",
-        "Here",
-        "Looking",
-        "Trying",
-        "Writing",
-        "Calling",
-        "Interested",
-        "Having",
-        "Going",
-        "Getting",
-        "Done",
-        "Okay",
-        "Ok",
-        "Fine",
-        "Sure",
-        "Glad",
-        "New",
-        "From",
-        "In",
-        "On",
-        "At",
-        "With",
-        "Your",
-        "Our",
-        "My",
-        "This",
-        "That",
-        "Hello",
-        "Hi",
-    ]
+    "I The A An Not So Very Sorry Happy Unable Still Just Here Looking Trying "  # noqa: SIM905
+    "Writing Calling Interested Having Going Getting Done Okay Ok Fine Sure Glad New "
+    "From In On At With Your Our My This That Hello Hi".split()
 )
 
 
 # What 「我是…」 introduces when it is not a name: roles, and the public names.
-_NOT_NAMES = PUBLIC_NAMES | frozenset(
-    # words a cue can be followed by that are no name: 「联系方式」「收货人信息」
-    "谢谢 方式 方便 方法 信息 是谁 写错 填错 不对 有误 电话 地址 姓名 名字 车牌".split()  # noqa: SIM905
-) | frozenset(
-    [
-        "商家",
-        "卖家",
-        "买家",
-        "店家",
-        "店主",
-        "客户",
-        "用户",
-        "会员",
-        "学生",
-        "老师",
-        "司机",
-        "骑手",
-        "房东",
-        "房客",
-        "宾馆",
-        "商户",
-        "老板",
-        "新手",
-        "程序员",
-        "家长",
-        "凌晨",
-        "晚上",
-        "早上",
-        "中午",
-        "上午",
-        "下午",
-        "昨天",
-        "今天",
-        "明天",
-        "第一",
-        "外地",
-        "本地",
-        "江苏",
-        "江西",
-        "湖南",
-        "湖北",
-        "广东",
-        "广西",
-        "海南",
-        "安徽",
-        "福建",
-        "山东",
-        "山西",
-        "河南",
-        "河北",
-        "云南",
-        "贵州",
-        "四川",
-        "甘肃",
-        "青海",
-        "宁夏",
-        "西藏",
-        "新疆",
-        "台湾",
-        "香港",
-        "澳门",
-    ]
+_NOT_NAMES = (
+    PUBLIC_NAMES
+    | frozenset(
+        # words a cue can be followed by that are no name: 「联系方式」「收货人信息」
+        "谢谢 方式 方便 方法 信息 是谁 写错 填错 不对 有误 电话 地址 姓名 名字 车牌".split()  # noqa: SIM905
+    )
+    | frozenset(
+        "商家 卖家 买家 店家 店主 客户 用户 会员 学生 老师 司机 骑手 房东 房客 宾馆 商户 老板 新手 程序员 家长 凌晨 晚上 早上 中午 上午 下午 "  # noqa: SIM905
+        "昨天 今天 明天 第一 外地 本地 江苏 江西 湖南 湖北 广东 广西 海南 安徽 福建 山东 山西 河南 河北 云南 贵州 四川 甘肃 青海 宁夏 西藏 "
+        "新疆 台湾 香港 澳门".split()
+    )
 )
 
 
@@ -227,7 +137,9 @@ def _parse_address(text: str, start: int, cued: bool) -> int | None:
     while True:
         for level, pattern in _LEVELS:
             after_number = level == "building" and rank == _RANK["number"] and "building" not in seen
-            if not after_number and (_RANK[level] < rank or (_RANK[level] == rank and level not in _REPEATABLE)):
+            if not after_number and (
+                _RANK[level] < rank or (_RANK[level] == rank and level not in _REPEATABLE)
+            ):
                 continue  # 「…路844号金色港湾16栋」: a complex may follow the house number
             match = pattern.match(text, pos)
             if match:
