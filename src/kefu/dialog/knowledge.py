@@ -85,6 +85,8 @@ class KnowledgeStage:
             return answer
         if found.decision != "grounded" or not found.hits:
             answer = Answer("no_answer", text=prompts.NO_ANSWER[lang], kb_version=v)
+            if found.keywords_only and found.hits:  # embeddings down: BM25's best as related articles
+                answer.hits, answer.text = found.hits[:3], prompts.RELATED_ONLY[lang]
             answer.route = self._scenario(state, question, parts, [])
             return answer
         hits = found.hits

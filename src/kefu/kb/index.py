@@ -240,6 +240,7 @@ class KnowledgeBase:
             faq=faq_hit,
             version=self.version,
             faq_lead=lead,
+            keywords_only=keywords_only,
         )
 
     def _reranked(self, query: str, candidates: list[int]) -> list[int]:

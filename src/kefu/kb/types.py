@@ -43,6 +43,9 @@ class Retrieval:
     version: str = ""  # the knowledge-base version searched, e.g. "v7"
     # When the best key is an FAQ question: how far it leads the next FAQ's best question (else 0)
     faq_lead: float = 0.0
+    # The query could not be embedded (the embeddings endpoint is down): hits ranked by BM25 alone,
+    # decision "none" — no calibrated confidence for an FAQ or grounded answer
+    keywords_only: bool = False
 
 
 class Embedder(Protocol):
