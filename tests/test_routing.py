@@ -178,7 +178,7 @@ def routed(
         matrix = write_matrix(tmp_path / "models.yaml", *endpoints)
         if "answer_cache" in Settings.model_fields:  # every turn here reaches the router, none the cache
             overrides.setdefault("answer_cache", False)
-        settings = make_settings(kb_dir=MINI_KB, llm="openai", models=matrix, **overrides)
+        settings = make_settings(kb_dir=MINI_KB, **({"llm": "openai", "models": matrix} | overrides))
         return TestClient(create_app(settings))
 
     return make
@@ -242,6 +242,20 @@ def costs_over_http(client: TestClient) -> dict[str, Any]:
     response = client.get("/v1/stats/costs", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def test_with_kefu_llm_local_a_remote_matrix_still_writes_the_answers(
+    routed: Callable[..., TestClient], endpoints: tuple[FakeServer, FakeServer]
+) -> None:
+    with routed(llm="local") as client:  # the default KEFU_LLM: no local worker is started for it
+        record = send(client, new_conversation(client), ONE_LINE)
+    assert (record.route, record.model) == ("faq", "cheap")
+    assert [len(e.state.requests) for e in endpoints] == [1, 0]
+
+
+def test_a_matrix_needs_a_model_backend(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="KEFU_MODELS is set but KEFU_LLM=none"):
+        make_settings(llm="none", models=EXAMPLE)
 
 
 def test_an_faq_is_sent_verbatim_with_its_route_and_no_cost(

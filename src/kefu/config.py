@@ -306,6 +306,11 @@ class Settings(BaseSettings):
                 f"KEFU_MODELS points to {str(self.models)!r}, which is not a file; "
                 "copy docs/models.example.yaml and point KEFU_MODELS at it (or unset it)"
             )
+        if self.models is not None and self.llm in ("none", "scripted"):
+            raise ValueError(
+                f"KEFU_MODELS is set but KEFU_LLM={self.llm} uses no model matrix; set KEFU_LLM=openai "
+                "(or local, when a matrix model is kind: local) or unset KEFU_MODELS"
+            )
         if self.grounded_threshold > self.faq_direct_threshold:
             raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")
         self.working_hours  # noqa: B018  # a bad KEFU_HANDOFF_* value fails here, at start-up

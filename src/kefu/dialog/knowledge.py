@@ -365,10 +365,14 @@ class KnowledgeStage:
 
     def _answer_mode(self) -> str:
         """How knowledge answers are written (KEFU_ANSWER_MODE): "auto" → the KB's own sentences for the
-        local model (it states wrong policy when it writes) and without a model; generated otherwise."""
+        local model (it states wrong policy when it writes) and without a model; generated otherwise. With a
+        model matrix (KEFU_MODELS) "local" means the "faq" route's model is the local one."""
         mode = self.settings.answer_mode
-        if self.model is None:
+        router = self.router()
+        if router is None:
             return "extractive"
+        if mode == "auto" and router.matrix.source:
+            return "extractive" if router.matrix.spec_for("faq").kind == "local" else "generate"
         if mode == "auto":
             return "extractive" if self.settings.llm == "local" else "generate"
         return mode
