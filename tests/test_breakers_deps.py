@@ -408,3 +408,22 @@ def test_redis_down_keeps_breakers_local_with_one_warning(caplog: pytest.LogCapt
         assert len(warnings) == 1 and "each replica opens its breakers on its own failures" in warnings[0]
     finally:
         state.close()
+
+
+@pytest.mark.redis
+def test_the_same_name_at_another_url_is_another_dependency(redis_prefix: str) -> None:
+    assert REDIS_URL
+    state = RedisBreakerState(REDIS_URL, prefix=redis_prefix)
+    clock = Clock()
+    ours = breaker("erp", clock, shared=state, shared_key="erp@http://erp-a.internal")
+    theirs = breaker("erp", Clock(), shared=state, shared_key="erp@http://erp-b.internal")
+    try:
+        for _ in range(2):
+            ours.acquire()
+            ours.failure("HTTP 503")
+        assert ours.state == "open"
+        theirs.acquire()  # another shop's ERP on the same Redis: not opened by ours
+        theirs.success()
+        assert theirs.state == "closed"
+    finally:
+        state.close()

@@ -84,6 +84,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         shared: SharedBreakerState | None = None,
+        shared_key: str = "",
         fallback: str = "",
     ) -> None:
         if not 0 < failure_rate <= 1:
@@ -95,6 +96,7 @@ class CircuitBreaker:
         self.cooldown = cooldown
         self.clock = clock
         self.shared = shared
+        self.shared_key = shared_key or name  # the dependency's identity between replicas (name@url)
         self.fallback = fallback  # what the callers do meanwhile, for the log line ("BM25 only" …)
         self._wall_clock = wall_clock
         self._state: State = "closed"
@@ -190,7 +192,7 @@ class CircuitBreaker:
         meanwhile = f"; meanwhile {self.fallback}" if self.fallback else ""
         self._change("open", f"{why}; calls fail at once for {self.cooldown:g} s{meanwhile}")
         if self.shared is not None:
-            self.shared.publish_open(self.name, self.cooldown, why)
+            self.shared.publish_open(self.shared_key, self.cooldown, why)
 
     def _sync(self) -> None:
         """Open when another replica holds this breaker open (read at most every SYNC_SECONDS)."""
@@ -200,7 +202,7 @@ class CircuitBreaker:
         if now < self._next_sync:
             return
         self._next_sync = now + SYNC_SECONDS
-        held = self.shared.open_for(self.name)
+        held = self.shared.open_for(self.shared_key)
         if held is None or held[0] <= 0:
             return
         left, why = held
@@ -310,16 +312,19 @@ def shared_state(redis_url: str) -> RedisBreakerState | None:
 
 
 @overload
-def breaker_for(settings: Settings, name: str, *, fallback: str = "") -> CircuitBreaker: ...
+def breaker_for(settings: Settings, name: str, url: str, *, fallback: str = "") -> CircuitBreaker: ...
 
 
 @overload
-def breaker_for(settings: Settings, name: str, *, fallback: str = "", kind: type[B]) -> B: ...
+def breaker_for(settings: Settings, name: str, url: str, *, fallback: str = "", kind: type[B]) -> B: ...
 
 
-def breaker_for(settings: Settings, name: str, *, fallback: str = "", kind: type[B] | None = None) -> Any:
-    """A breaker (``kind``: this class or a subclass) with the KEFU_BREAKER_* settings, shared through
-    KEFU_REDIS_URL when it is set."""
+def breaker_for(
+    settings: Settings, name: str, url: str, *, fallback: str = "", kind: type[B] | None = None
+) -> Any:
+    """A breaker (``kind``: this class or a subclass) for the dependency at ``url`` with the KEFU_BREAKER_*
+    settings, shared through KEFU_REDIS_URL when it is set (as ``name@url``: two shops on one Redis, or
+    two ERPs, never share an opening; "" when the name already says where, as a model's does)."""
     cls: Any = kind or CircuitBreaker
     return cls(
         name,
@@ -328,5 +333,6 @@ def breaker_for(settings: Settings, name: str, *, fallback: str = "", kind: type
         window=settings.breaker_window_seconds,
         cooldown=settings.breaker_cooldown_seconds,
         shared=shared_state(settings.redis_url),
+        shared_key=f"{name}@{url}" if url else name,
         fallback=fallback,
     )

@@ -263,7 +263,7 @@ def order_system(settings: Settings) -> OrderSystem | None:
         from kefu.breakers import breaker_for
         from kefu.tools.http_erp import HttpOrderSystem
 
-        breaker = breaker_for(settings, "erp", fallback="order flows offer a human")  # /readyz breakers
+        breaker = breaker_for(settings, "erp", settings.erp_url, fallback="order flows offer a human")
         return HttpOrderSystem(settings.erp_url, settings.erp_token.get_secret_value(), breaker=breaker)
     if settings.demo_erp:
         from kefu.tools.demo_erp.server import serve_demo_erp

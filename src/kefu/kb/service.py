@@ -125,7 +125,9 @@ def make_embedder(settings: Settings) -> Embedder:
             settings.embedding_model,
             settings.embedding_api_key.get_secret_value(),
             dim=settings.embedding_dim,
-            breaker=breaker_for(settings, "embeddings", fallback="searches rank by BM25 only"),
+            breaker=breaker_for(
+                settings, "embeddings", settings.embedding_url, fallback="searches rank by BM25 only"
+            ),
         )
     return shared_embedder()
 
@@ -160,7 +162,9 @@ class KnowledgeService:
                 settings.rerank_url,
                 settings.rerank_model,
                 settings.rerank_api_key.get_secret_value(),
-                breaker=breaker_for(settings, "rerank", fallback="searches serve the fused order"),
+                breaker=breaker_for(
+                    settings, "rerank", settings.rerank_url, fallback="searches serve the fused order"
+                ),
             )
         self._kb: KnowledgeBase | None = None
         self._kb_version: int | None = None

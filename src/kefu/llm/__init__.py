@@ -87,7 +87,8 @@ def build_endpoint(settings: Settings, base_url: str, api_key: str, name: str) -
     )
     breaker = breaker_for(
         settings,
-        remote.describe(),
+        remote.describe(),  # "model @ url": the name says where
+        "",
         kind=CircuitBreaker,
         fallback="the next model or the knowledge base answers",
     )

@@ -51,7 +51,7 @@ class DemoCreditCheck:
 
 
 class HttpCreditCheck(JsonService):
-    """``CreditCheck`` over HTTP; ``breaker=breaker_for(settings, "credit")`` (``kefu.breakers``) makes it
+    """``CreditCheck`` over HTTP; ``breaker=breaker_for(settings, "credit", url)`` (``kefu.breakers``) makes it
     fail at once with ``ToolUnavailable`` (offer a human) while the credit API keeps failing."""
 
     def check(self, id_number_placeholder_value: str, name: str) -> CreditResult:
