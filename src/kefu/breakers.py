@@ -16,7 +16,7 @@ injected (tests). ``guard(call)`` runs a synchronous call through the breaker; t
 wrapper is ``kefu.llm.breaker.BreakerModel``.
 
 Shared state (``RedisBreakerState``, with ``KEFU_REDIS_URL``): a replica that opens a breaker writes
-``kefu:breaker:<name>`` with the reason and a PX expiry of the cool-down; the other replicas read it
+``kefu:breaker:<name>@<url>`` with the reason and a PX expiry of the cool-down; the other replicas read it
 (at most once a second per breaker) and open too, for what is left of it, so one replica's failures
 keep every replica off the failing dependency. Failure counting stays per replica. Redis down → each
 replica decides alone, with one warning line, and Redis is tried again every 30 s.
