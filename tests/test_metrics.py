@@ -23,7 +23,7 @@ from kefu.errors import ModelError
 from kefu.llm.breaker import CircuitBreaker
 from kefu.llm.testing import ScriptedModel
 from kefu.observe.collectors import BreakerStates
-from kefu.observe.metrics import ConversationSpend, Metrics
+from kefu.observe.metrics import ConversationSpend, Metrics, endpoint
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -214,3 +214,12 @@ def test_several_processes_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     assert value(samples, "kefu_conversations_total", channel="web") == 2
     assert value(samples, "kefu_turn_seconds_count", channel="web", kind="faq") == 2
     assert value(samples, "kefu_kb_decisions_total", decision="faq") == 2
+
+
+def test_endpoint_labels_carry_no_credentials() -> None:
+    assert (
+        endpoint("qwen @ https://user:s3cret@llm.example/v1?api-key=k3y") == "qwen @ https://llm.example/v1"
+    )
+    assert endpoint("qwen @ http://127.0.0.1:8001/v1") == "qwen @ http://127.0.0.1:8001/v1"
+    assert endpoint(None) == "none"
+    assert len(endpoint("m" * 500)) == 60

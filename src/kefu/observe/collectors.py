@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from kefu import __version__
+from kefu.observe.metrics import endpoint
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
@@ -55,7 +56,7 @@ class BreakerStates(Collector):
             labels=["breaker", "state"],
         )
         try:
-            found = [(str(b.name)[:80], str(b.state)) for b in self.breakers()]
+            found = [(endpoint(str(b.name)), str(b.state)) for b in self.breakers()]
         except Exception as exc:  # a breaker that cannot say its state must not break the scrape
             log.warning("metrics: the circuit breakers' states could not be read (%s)", exc)
             found = []

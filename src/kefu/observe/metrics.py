@@ -14,6 +14,7 @@ scrape.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,16 @@ COST_BUCKETS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 
 TOKEN_BUCKETS = (0, 100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000)
 MAX_LABEL = 60
 MAX_TRACKED_CONVERSATIONS = 100_000
+
+
+def endpoint(value: str | None) -> str:
+    """A model or endpoint name ("qwen @ https://host/v1") as a label: no credentials in the URL
+    (``user:key@``), no query string (``?api-key=…``), bounded in length."""
+    if not value:
+        return "none"
+    cleaned = re.sub(r"//[^/@\s]*@", "//", value)
+    cleaned = re.sub(r"\?\S*", "", cleaned)
+    return cleaned[:MAX_LABEL]
 
 
 def bounded(value: str | None, allowed: frozenset[str] | None = None, default: str = "none") -> str:
@@ -203,7 +214,7 @@ class Metrics:
         if turn.handoff_reason is not None:
             self.handoffs.labels(bounded(turn.handoff_reason)).inc()
         if turn.model:
-            model, route = bounded(turn.model), bounded(turn.route, default="default")
+            model, route = endpoint(turn.model), bounded(turn.route, default="default")
             self.model_calls.labels(model, route, "error" if turn.status == "fallback" else "ok").inc()
             self.tokens.labels(model, "prompt").inc(turn.prompt_tokens)
             self.tokens.labels(model, "completion").inc(turn.completion_tokens)
