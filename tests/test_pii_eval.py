@@ -10,7 +10,7 @@ import pytest
 
 from kefu.errors import InvalidInput
 from kefu.evals import pii_zh_data
-from kefu.evals.pii import run_pii_eval
+from kefu.evals.pii import case_records, cases_set, run_pii_eval
 
 SHARED_EVAL = Path("/work/shared/eval")
 
@@ -87,7 +87,7 @@ def test_runner_scores_a_small_fixture(tmp_path: Path) -> None:
     table = report.format_table()
     assert "N/A (no validator)" in table
     assert "not covered (gold spans, not scored): GPE 1" in table
-    assert table.count("provenance: ") == 5  # the vectors, two presidio halves, two generated splits
+    assert table.count("provenance: ") == 6  # vectors, two presidio halves, two generated splits, the cases
     assert "OVERLAP" in table  # the generated set says it shares an author with the gazetteer
 
 
@@ -109,8 +109,12 @@ def test_report_as_json(tmp_path: Path) -> None:
     data = json.loads(json.dumps(run_pii_eval(tmp_path).to_dict()))
     assert data["eval"] == "pii"
     names = [s["name"] for s in data["sets"]]
-    assert names[-2:] == ["generated zh set, dev entries", "generated zh set, test entries"]
-    zh_test = data["sets"][-1]
+    assert names[-3:] == [
+        "generated zh set, dev entries",
+        "generated zh set, test entries",
+        "hand-written zh cases",
+    ]
+    zh_test = data["sets"][-2]
     assert set(zh_test["labels"]) >= {"PERSON", "ADDRESS", "PHONE_NUMBER", "micro (covered labels)"}
     assert 0.0 <= zh_test["labels"]["PERSON"]["recall"] <= 1.0
     assert "OVERLAP" in zh_test["provenance"] and "outside gazetteer" in next(
@@ -131,3 +135,17 @@ def test_runner_end_to_end_on_shared_data() -> None:
         presidio = report.set(f"presidio synth_dev, {half} half")
         assert presidio.texts > 0 and presidio.micro.gold > 0 and presidio.micro.found > 0
     assert "presidio synth_dev, test half" in report.format_table()
+
+
+def test_hand_written_cases_load_with_their_spans() -> None:
+    records = case_records()
+    assert len(records) >= 30
+    for record in records:
+        for span in record["spans"]:
+            assert span["end_position"] > span["start_position"]
+    no_pii = [r["full_text"] for r in records if not r["spans"]]
+    assert "李宁的跑鞋尺码偏大吗" in no_pii and "8001" in no_pii
+    scored = cases_set()
+    assert "development data now" in scored.provenance and scored.micro.gold == sum(
+        len(r["spans"]) for r in records
+    )

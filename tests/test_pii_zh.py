@@ -63,6 +63,7 @@ def test_names_with_a_cue_or_beside_an_identifier(text: str, expected: str) -> N
         "云南省红河哈尼族彝族自治州城关区临湖路910号18幢232室",
         "天津市中山路844号5号楼4层",  # 「中山」 is a city too: here it is a road
         "余杭区文一西路1888号金色港湾16栋3单元802",
+        "海淀区五道口华清嘉园12号楼3单元501",  # no province, city or road
     ],
 )
 def test_a_whole_address_is_one_placeholder(address: str) -> None:

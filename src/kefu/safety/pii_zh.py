@@ -44,7 +44,7 @@ _LEVELS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "building",  # by its suffix, or by the block number that follows it: 「金色港湾16栋」
             rf"(?:{_W}{{1,8}}?(?:小区|花园|公寓|大厦|广场|家园|新村|苑)|{_W}{{2,8}}?(?={_NUM}[ ]?(?:栋|幢|座|号楼|单元)))",
         ),
-        ("number", rf"{_NUM}[ ]?(?:号院|号楼|号|弄|栋|幢|座|单元|层|楼|室|户)"),
+        ("number", rf"(?:[A-Z]{{1,2}}[0-9]{{0,3}}|{_NUM})[ ]?(?:号院|号楼|号|弄|栋|幢|座|单元|层|楼|室|户)"),
         ("number", r"[0-9]+-[0-9]+(?:-[0-9]+)?(?:室|号)?"),
     )
 )
@@ -53,8 +53,9 @@ _REPEATABLE = frozenset({"district", "road", "number"})  # 「南山区科技园
 _ROOM_TAIL = re.compile(r"[0-9]{2,5}(?![0-9])")
 _ADDRESS_CUE = re.compile(
     r"(?:收货地址|送货地址|家庭住址|详细地址|新地址|住址|地址)(?:是|为|改成|改为|改到)?[:：]?[ ]?"
-    r"|(?:家住|住在|寄到|送到|发到|寄往|寄去|搬到|改到|改成|位于)[ ]?"
+    r"|(?:家住|住在|我住|现住|寄到|送到|发到|寄往|寄去|搬到|改到|改成|位于)[ ]?"
 )
+_DISTRICT = re.compile(r"(?<=[\u4e00-\u9fff])(?:区|县)")
 _ROAD_WITH_NUMBER = re.compile(rf"(?:大道|大街|路|街|巷|胡同)[ ]?{_NUM}[ ]?(?:号|弄)")
 
 _NAME_STOP = (
@@ -114,9 +115,11 @@ def find_addresses(text: str) -> Iterator[tuple[int, int]]:
     for place in (*PROVINCES, *CITIES):
         for match in re.finditer(place, text):
             starts.setdefault(match.start(), False)
-    for match in _ROAD_WITH_NUMBER.finditer(text):
-        run = _run_start(text, match.start())
-        if not any(run <= known < match.start() for known in starts):
+    # 「海淀区五道口华清嘉园12号楼」 (no province or city) and 「文一西路1888号」 (no district either):
+    # from where the place name begins, unless a cue or a gazetteer place starts inside it
+    for anchor in (*_DISTRICT.finditer(text), *_ROAD_WITH_NUMBER.finditer(text)):
+        run = _run_start(text, anchor.start())
+        if not any(run <= known < anchor.start() for known in starts):
             starts[run] = False
     for start, cued in sorted(starts.items()):
         end = _parse_address(text, start, cued)
