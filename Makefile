@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 # llama-cpp-python is built from source, portable (x86-64: AVX2/FMA/F16C, no AVX-512), once per machine
 # into ~/.cache/kefu/wheels/<flags hash>/; CMAKE_ARGS=… replaces the flags (see scripts/install-local-model.sh).
 
-.PHONY: demo test install install-dev local-model browser lint typecheck check bench eval clean
+.PHONY: demo test install install-dev local-model browser lint typecheck check bench eval fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kefu needs Python 3.11 or newer"'
@@ -47,6 +47,9 @@ bench:  ## server overhead vs a bare ASGI endpoint (fake model), local-model TTF
 	$(BIN)/python benchmarks/local_ttft.py
 	$(BIN)/python benchmarks/demo_session.py
 	$(BIN)/python benchmarks/kb_bench.py --data ../shared/eval
+
+fuzz:  ## API fuzzing: Schemathesis on every operation of a running kefu (no 5xx, the error shape on every 4xx)
+	$(BIN)/python scripts/api_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
