@@ -19,7 +19,7 @@ from kefu.storage.engine import SQLITE_BUSY_TIMEOUT_MS, StoreUnavailable, make_e
 from kefu.storage.factory import build_stores
 from kefu.storage.migrate import alembic_config, current_revision, migrate
 from kefu.storage.models import Base
-from kefu.storage.redis_sessions import RedisSessionStore
+from kefu.storage.redis_sessions import DivertingSessionStore, RedisSessionStore
 from kefu.storage.sessions_sql import SqlSessionStore
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
@@ -138,8 +138,9 @@ def test_build_stores_keeps_sessions_in_redis_when_configured(make_settings: Cal
         pytest.skip("KEFU_TEST_REDIS_URL not set: Redis tests skipped")
     stores = build_stores(make_settings(redis_url=REDIS_URL))
     try:
-        assert isinstance(stores.sessions, RedisSessionStore)
-        assert stores.sessions.ttl_seconds == 7 * 24 * 3600
+        assert isinstance(stores.sessions, DivertingSessionStore)  # Redis, the database while it is down
+        assert isinstance(stores.sessions.redis, RedisSessionStore)
+        assert stores.sessions.redis.ttl_seconds == 7 * 24 * 3600
         stores.sessions.ping()
     finally:
         stores.close()

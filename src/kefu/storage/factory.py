@@ -12,7 +12,7 @@ from kefu.config import Settings
 from kefu.storage.base import ConversationStore, SessionStore
 from kefu.storage.engine import make_engine
 from kefu.storage.migrate import migrate
-from kefu.storage.redis_sessions import RedisSessionStore
+from kefu.storage.redis_sessions import DivertingSessionStore, RedisSessionStore
 from kefu.storage.sessions_sql import SqlSessionStore
 from kefu.storage.sql import SqlConversationStore
 from kefu.storage.vault import SqlPiiVault
@@ -37,7 +37,7 @@ class Stores:
         self.conversations.ping()
 
     def close(self) -> None:
-        if isinstance(self.sessions, RedisSessionStore):
+        if isinstance(self.sessions, (RedisSessionStore, DivertingSessionStore)):
             self.sessions.close()
         self.engine.dispose()
 
@@ -74,4 +74,5 @@ def _session_store(settings: Settings, engine: Engine) -> SessionStore:
     except BaseException:
         store.close()
         raise
-    return store
+    # a Redis that goes away later is not an outage: the database holds sessions until it is back
+    return DivertingSessionStore(store, SqlSessionStore(engine, settings.session_ttl_seconds))

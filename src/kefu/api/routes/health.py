@@ -13,6 +13,7 @@ from kefu.breakers import find_breaker
 from kefu.llm import breaker_states, model_readiness
 from kefu.llm.breaker import breakers_of
 from kefu.runtime import Runtime
+from kefu.storage.redis_sessions import DivertingSessionStore
 
 router = APIRouter(tags=["health"])
 
@@ -34,6 +35,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"error: {exc}"
+            if name == "sessions" and isinstance(runtime.stores.sessions, DivertingSessionStore):
+                checks[name] = f"degraded (sessions in the database until Redis answers): {exc}"
     model_ready, checks["model"] = model_readiness(runtime.model)
     if not model_ready:  # the local model's worker is (re)starting: say why
         checks["model"] = f"not ready: {checks['model']}"
