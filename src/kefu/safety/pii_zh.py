@@ -55,6 +55,7 @@ _ADDRESS_CUE = re.compile(
     r"(?:收货地址|送货地址|家庭住址|详细地址|新地址|住址|地址)(?:是|为|改成|改为|改到)?[:：]?[ ]?"
     r"|(?:家住|住在|我住|现住|寄到|送到|发到|寄往|寄去|搬到|改到|改成|位于)[ ]?"
 )
+_PLACE = re.compile("|".join(sorted((*PROVINCES, *CITIES), key=len, reverse=True)))
 _DISTRICT = re.compile(r"(?<=[\u4e00-\u9fff])(?:区|县)")
 _ROAD_WITH_NUMBER = re.compile(rf"(?:大道|大街|路|街|巷|胡同)[ ]?{_NUM}[ ]?(?:号|弄)")
 
@@ -112,9 +113,8 @@ def find_addresses(text: str) -> Iterator[tuple[int, int]]:
     starts: dict[int, bool] = {}  # start -> opened by a cue
     for match in _ADDRESS_CUE.finditer(text):
         starts[match.end()] = True
-    for place in (*PROVINCES, *CITIES):
-        for match in re.finditer(place, text):
-            starts.setdefault(match.start(), False)
+    for match in _PLACE.finditer(text):
+        starts.setdefault(match.start(), False)
     # 「海淀区五道口华清嘉园12号楼」 (no province or city) and 「文一西路1888号」 (no district either):
     # from where the place name begins, unless a cue or a gazetteer place starts inside it
     for anchor in (*_DISTRICT.finditer(text), *_ROAD_WITH_NUMBER.finditer(text)):
