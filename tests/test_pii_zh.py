@@ -168,3 +168,16 @@ def test_national_numbers_written_in_groups(phone: str) -> None:
 @pytest.mark.parametrize("text", ["I want 2 Big Macs", "2024 05 12 delivery", "total 1 000 000 yuan"])
 def test_numbers_and_words_that_are_no_address_or_phone(text: str) -> None:
     assert redact_pii(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pay4111111111111111now", "pay[银行卡号_1]now"),
+        ("ID11010519491231002X", "ID[身份证号_1]"),
+        ("订单号ABC6222021234567890128", "订单号ABC6222021234567890128"),  # an order number, Luhn or not
+        ("SN4111111111111112", "SN4111111111111112"),  # fails Luhn
+    ],
+)
+def test_numbers_glued_to_letters_are_found_by_their_checksum(text: str, expected: str) -> None:
+    assert redact_pii(text).text == expected

@@ -133,6 +133,11 @@ def _shapes(*bodies: str, flags: int = 0) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(f"(?=({_START}{body}{_END}))", flags) for body in bodies)
 
 
+def _glued(body: str) -> tuple[re.Pattern[str], ...]:
+    """``body`` bounded only by non-digits, so letters may touch it (the validator must be strict)."""
+    return (re.compile(f"(?=((?<![0-9]){body}(?![0-9])))"),)
+
+
 def _iban_bodies() -> str:
     by_length: dict[int, list[str]] = {}
     for country, length in IBAN_LENGTHS.items():
@@ -205,6 +210,13 @@ DETECTORS: tuple[Detector, ...] = (
         context=_CARD_WORDS,
         not_after=_ORDER_WORDS,
     ),
+    Detector(  # glued to letters ("pay4111111111111111now", "ID11010519491231002X"): the checksum decides
+        PiiType.RESIDENT_ID,
+        _glued(r"[0-9]{17}[0-9Xx]"),
+        is_valid_resident_id,
+        priority=89,
+    ),
+    Detector(PiiType.BANK_CARD, _glued(r"[0-9]{15,19}"), is_valid_bank_card, 78, not_after=_ORDER_WORDS),
     Detector(PiiType.LICENSE_PLATE, _shapes(_PLATE), priority=75),
     Detector(
         PiiType.MOBILE,
