@@ -246,6 +246,9 @@ class Settings(BaseSettings):
     version_label: str = Field(default="", max_length=40, pattern=r"^[A-Za-z0-9._-]*$")
     metrics_conversation_idle_seconds: float = Field(default=1800.0, ge=1)
     metrics_stats_window_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+    # OpenTelemetry traces of each turn over OTLP/HTTP (`pip install 'kefu[otel]'`), e.g.
+    # http://otel-collector:4318; empty = no traces
+    otlp_endpoint: str = Field(default="", pattern=r"^(https?://\S+)?$")
 
     # Server
     host: str = "127.0.0.1"

@@ -25,9 +25,11 @@ def build_metrics(
 ) -> Metrics:
     """The process's metrics with their scrape-time gauges over ``stores``, ``model`` and ``handoffs``."""
     from kefu.observe import collectors
+    from kefu.observe.traces import build_tracer
 
     metrics = Metrics(conversation_idle_seconds=settings.metrics_conversation_idle_seconds)
     metrics.add_scrape_collector(collectors.BuildInfo(settings.version_label))
+    metrics.tracer = build_tracer(settings.otlp_endpoint, settings.version_label)
     metrics.add_scrape_collector(collectors.BreakerStates(lambda: model_breakers(model)))
     metrics.add_scrape_collector(
         collectors.OperationsRatios(stores.engine, settings.metrics_stats_window_hours)

@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Lock
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from kefu.observe.traces import TurnTracer
 
 CHANNELS = frozenset({"web", "api", "openai", "cli"})
 ANSWER_KINDS = frozenset(
@@ -193,6 +197,7 @@ class Metrics:
         )
         self.handoffs = Counter("kefu_handoffs", "Handoffs opened, by reason.", ["reason"], registry=r)
         self._scrape: list[Collector] = []
+        self.tracer: TurnTracer | None = None  # OpenTelemetry traces of each turn (KEFU_OTLP_ENDPOINT)
 
     # --- recording ---------------------------------------------------------------------------------
 

@@ -8,12 +8,15 @@ tokens, status and cost.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from kefu.dialog.events import Delta, Done, Event, Meta
 from kefu.observe.metrics import Metrics, TurnFacts
+
+log = logging.getLogger("kefu.observe")
 
 # answer kinds whose Meta.handoff is a handoff opened this turn (agent_pending: one already open)
 OPENED_HANDOFF_KINDS = frozenset({"handoff", "ticket"})
@@ -33,14 +36,24 @@ async def timed_turn(
     stream — the client went away — records nothing)."""
     meta: Meta | None = None
     first_text: float | None = None
+    # wall-clock nanoseconds for the trace (``started`` is on ``clock``)
+    started_ns = time.time_ns() - int((clock() - started) * 1e9)
+    planned_ns: int | None = None
+    first_ns: int | None = None
     async for event in events:
         if isinstance(event, Meta):
-            meta = event
+            meta, planned_ns = event, time.time_ns()
         elif isinstance(event, Delta) and first_text is None and event.text:
-            first_text = clock() - started
+            first_text, first_ns = clock() - started, time.time_ns()
         elif isinstance(event, Done):
             facts = turn_facts(event, meta, conversation_id, channel, clock() - started, first_text)
-            metrics.turn(replace(facts, first_of_conversation=first_of_conversation))
+            facts = replace(facts, first_of_conversation=first_of_conversation)
+            metrics.turn(facts)
+            if metrics.tracer is not None:
+                try:
+                    metrics.tracer.record(facts, started_ns, planned_ns, first_ns, time.time_ns())
+                except Exception as exc:  # a trace is never worth a customer's reply
+                    log.warning("the turn's trace was not recorded (%s) — check KEFU_OTLP_ENDPOINT", exc)
         yield event
 
 
