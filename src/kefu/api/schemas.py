@@ -31,6 +31,9 @@ class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str
     stream: bool = False
+    # the client's id for this message (or the Idempotency-Key header): sending it again returns the
+    # stored reply instead of storing the message twice — retry a cut request with the same id
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
 
 
 class MessagePublic(BaseModel):
@@ -62,6 +65,7 @@ class MessageReply(BaseModel):
     answer_kind: str | None = None
     handoff: dict[str, Any] | None = None  # when this message opened or waits on a handoff
     cache: str | None = None  # "exact" / "semantic": the reply came from the answer cache (no model)
+    replayed: bool = False  # the message was sent before with this client_message_id: its stored reply
 
 
 class MessagesPublic(BaseModel):

@@ -19,6 +19,7 @@ class Meta:
     handoff: dict[str, Any] | None = None
     cache: str | None = None  # "exact" / "semantic" when the answer is served from the answer cache
     route: str | None = None  # the model route picked for this turn, when a model may be asked
+    replayed: bool = False  # a retried message (same client id): the reply stored the first time
 
 
 @dataclass(frozen=True)

@@ -119,18 +119,26 @@ class Assistant:
         return found or await self.start_conversation(channel, external_user)
 
     async def answer(
-        self, conversation_id: str, text: str, *, history: list[Turn] | None = None
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        history: list[Turn] | None = None,
+        client_id: str | None = None,
     ) -> AsyncIterator[Event]:
         """Answer one customer message, yielding events as the reply is produced.
 
         ``history`` replaces the stored session (the OpenAI-compatible endpoint without a session key
-        sends the whole conversation each time)."""
+        sends the whole conversation each time). ``client_id`` is the client's id for this message
+        (``Idempotency-Key``): sent again, it gets the stored reply (``Meta.replayed``) instead of a
+        second copy, or — when the first attempt stored the message and died before replying — the
+        reply now."""
         started = time.perf_counter()  # the metrics' clock: from the customer's message
         cleaned = clean_message(text, self.settings.max_message_chars)
         conversation = await to_thread.run_sync(lambda: self.conversations.get_conversation(conversation_id))
         question = await to_thread.run_sync(lambda: self.redact(cleaned, conversation_id))
         async with self.locks.hold(conversation_id):
-            events = self._answer_locked(conversation_id, question, history)
+            events = self._answer_locked(conversation_id, question, history, client_id)
             if self.metrics is not None:  # first text, full reply, kind, model, cost (kefu.observe)
                 first = conversation.updated_at == conversation.created_at  # no message stored yet
                 events = timed_turn(
@@ -145,13 +153,32 @@ class Assistant:
                 yield event
 
     async def _answer_locked(
-        self, conversation_id: str, question: str, history: list[Turn] | None
+        self, conversation_id: str, question: str, history: list[Turn] | None, client_id: str | None
     ) -> AsyncIterator[Event]:
         started = time.perf_counter()
+        sent = None
+        if client_id is not None:  # a retry of a message already stored (under the conversation's lock)
+            sent = await to_thread.run_sync(lambda: self.conversations.find_sent(conversation_id, client_id))
+        if sent is not None and sent[1] is not None:
+            earlier, reply = sent[0], sent[1]
+            kind = reply.answer_kind or "smalltalk"
+            yield Meta(
+                conversation_id, earlier.id, kind, earlier.sentiment or 0.0, cache=reply.cache, replayed=True
+            )
+            if reply.citations:
+                yield Citations(reply.citations)
+            yield Delta(reply.content)
+            yield Done(reply)
+            return
         mood = await to_thread.run_sync(lambda: score_sentiment(question).score)
-        user_msg = await to_thread.run_sync(
-            lambda: self.conversations.add_message(conversation_id, "user", question, sentiment=mood)
-        )
+        if sent is not None:  # stored by an attempt that died before replying: answer it now
+            user_msg = sent[0]
+        else:
+            user_msg = await to_thread.run_sync(
+                lambda: self.conversations.add_message(
+                    conversation_id, "user", question, sentiment=mood, client_id=client_id
+                )
+            )
         state = await self._load_state(conversation_id, history)
         escalate = escalation(state.sentiment, mood)
         desk = self.handoffs

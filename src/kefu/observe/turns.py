@@ -45,7 +45,7 @@ async def timed_turn(
             meta, planned_ns = event, time.time_ns()
         elif isinstance(event, Delta) and first_text is None and event.text:
             first_text, first_ns = clock() - started, time.time_ns()
-        elif isinstance(event, Done):
+        elif isinstance(event, Done) and not (meta is not None and meta.replayed):  # a retry: counted once
             facts = turn_facts(event, meta, conversation_id, channel, clock() - started, first_text)
             facts = replace(facts, first_of_conversation=first_of_conversation)
             metrics.turn(facts)

@@ -48,6 +48,8 @@ class MessageRecord:
     route: str | None = None  # the model route of the turn: "faq", "complex", … (kefu.llm.routing)
     cost: float | None = None  # what the turn's model calls cost, in the model matrix's currency
     cache: str | None = None  # "exact" / "semantic" when the reply came from the answer cache
+    # a customer message's id given by the client (Idempotency-Key): a retry is answered, not stored again
+    client_id: str | None = None
 
 
 @runtime_checkable
@@ -73,6 +75,13 @@ class ConversationStore(Protocol):
 
     def list_messages(self, conversation_id: str, *, limit: int | None = None) -> list[MessageRecord]:
         """Messages in the order they were added (the last ``limit`` ones when given)."""
+        ...
+
+    def find_sent(
+        self, conversation_id: str, client_id: str
+    ) -> tuple[MessageRecord, MessageRecord | None] | None:
+        """The customer message stored under the client's id, and the bot's reply to it if one was
+        stored (the next assistant message before the customer's next message); None when not sent."""
         ...
 
     def ping(self) -> None:

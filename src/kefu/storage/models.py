@@ -80,6 +80,7 @@ class MessageRow(Base):
     __table_args__ = (
         Unique("conversation_id", "seq", name="uq_messages_conversation_seq"),
         Index("ix_messages_created_at", "created_at", "cost"),  # the daily budget: an index-only sum (0006)
+        Unique("conversation_id", "client_id", name="uq_messages_conversation_client"),  # retries (0007)
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -99,6 +100,7 @@ class MessageRow(Base):
     route: Mapped[str | None] = mapped_column(String(32))  # the model route of the turn (llm/routing)
     cost: Mapped[float | None] = mapped_column(Float)  # the turn's model cost, in the matrix's currency
     cache: Mapped[str | None] = mapped_column(String(16))  # "exact" / "semantic": an answer-cache hit
+    client_id: Mapped[str | None] = mapped_column(String(64))  # the client's message id (Idempotency-Key)
     created_at: Mapped[datetime]
 
 

@@ -136,6 +136,31 @@ class SqlConversationStore:
                 raise not_found(conversation_id)
         return [_message_record(row) for row in reversed(rows)]
 
+    def find_sent(
+        self, conversation_id: str, client_id: str
+    ) -> tuple[MessageRecord, MessageRecord | None] | None:
+        sent = select(MessageRow).where(
+            MessageRow.conversation_id == conversation_id, MessageRow.client_id == client_id
+        )
+        with self._session() as session:
+            row = session.scalars(sent).first()
+            if row is None:
+                return None
+            following = (
+                select(MessageRow)
+                .where(MessageRow.conversation_id == conversation_id, MessageRow.seq > row.seq)
+                .order_by(MessageRow.seq)
+                .limit(8)
+            )
+            reply = None
+            for later in session.scalars(following):
+                if later.role == "user":
+                    break
+                if later.role == "assistant":
+                    reply = later
+                    break
+            return _message_record(row), _message_record(reply) if reply is not None else None
+
     def ping(self) -> None:
         ping_engine(self.engine)
 
@@ -213,4 +238,5 @@ def _message_record(row: MessageRow) -> MessageRecord:
         route=row.route,
         cost=row.cost,
         cache=row.cache,
+        client_id=row.client_id,
     )

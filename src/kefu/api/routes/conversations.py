@@ -4,10 +4,10 @@ follow it live (an agent's replies, the handoff's status) and read its open hand
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 
 from kefu.api.deps import AssistantDep, JsonBody, RuntimeDep
 from kefu.api.live_sse import live_lines
@@ -25,6 +25,11 @@ from kefu.dialog.live import conversation_channel
 from kefu.errors import NotFound
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+IDEMPOTENCY = (
+    "The client's id for this message (same as the body's client_message_id): a request sent again with "
+    "the same id gets the reply stored the first time, and the message is stored once"
+)
 
 
 @router.post("", status_code=201, dependencies=[JsonBody])
@@ -64,9 +69,15 @@ async def list_messages(conversation_id: str, assistant: AssistantDep) -> Messag
     },
 )
 async def post_message(
-    conversation_id: str, body: MessageCreate, assistant: AssistantDep
+    conversation_id: str,
+    body: MessageCreate,
+    assistant: AssistantDep,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=64, pattern=r"^[\w.:-]+$", description=IDEMPOTENCY)
+    ] = None,
 ) -> MessageReply | Response:
-    events = assistant.answer(conversation_id, body.content)
+    client_id = body.client_message_id or idempotency_key
+    events = assistant.answer(conversation_id, body.content, client_id=client_id)
     first = await anext(events)  # validation and unknown ids raise here, before any byte is sent
     if body.stream:
         return sse_response(_as_sse(first, events))
@@ -80,7 +91,8 @@ async def post_message(
     message = MessagePublic.of(done.message) if done.message is not None else None
     kind, handoff = (meta.answer_kind, meta.handoff) if meta else (None, None)
     cache = meta.cache if meta else None
-    return MessageReply(message=message, answer_kind=kind, handoff=handoff, cache=cache)
+    replayed = meta.replayed if meta else False
+    return MessageReply(message=message, answer_kind=kind, handoff=handoff, cache=cache, replayed=replayed)
 
 
 @router.get(
@@ -130,6 +142,7 @@ def _event_line(event: Event) -> str:
                 "escalate": event.escalate,
                 "handoff": event.handoff,
                 "cache": event.cache,  # "exact" / "semantic" from the answer cache, else null
+                "replayed": event.replayed,  # a retried client_message_id: the reply stored before
             },
         )
     if isinstance(event, Citations):

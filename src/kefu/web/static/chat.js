@@ -522,18 +522,35 @@
     writeStorage(sessionStorage, STORE_CONVERSATION, null);
   }
 
+  function newMessageId() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    return `m-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+  }
+
+  // A request the network cut is sent once more with the same client_message_id: the server stores the
+  // message once and answers the retry with the reply it stored (or answers it now).
+  async function postWithRetry(path, body, signal) {
+    try {
+      return await postJson(path, body, signal);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 0) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      return postJson(path, body, signal);
+    }
+  }
+
   async function postMessage(text, signal) {
     const id = await ensureConversation(signal);
     listen(id);
-    const path = `/v1/conversations/${encodeURIComponent(id)}/messages`;
+    const body = { content: text, stream: true, client_message_id: newMessageId() };
     try {
-      return await postJson(path, { content: text, stream: true }, signal);
+      return await postWithRetry(`/v1/conversations/${encodeURIComponent(id)}/messages`, body, signal);
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 404) throw err;
       forgetConversation(); // the server no longer knows it (e.g. a new database): start afresh once
       const fresh = await ensureConversation(signal);
       listen(fresh);
-      return postJson(`/v1/conversations/${encodeURIComponent(fresh)}/messages`, { content: text, stream: true }, signal);
+      return postWithRetry(`/v1/conversations/${encodeURIComponent(fresh)}/messages`, body, signal);
     }
   }
 
