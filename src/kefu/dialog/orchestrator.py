@@ -345,6 +345,7 @@ class Assistant:
         opened = await desk.open(state, question, trigger, lang, plan.flow_data)
         plan.text = opened.reply(trigger, plan.text, lang)
         plan.kind, plan.hits, plan.handoff, plan.flow_state = opened.kind, [], opened.view, None
+        plan.cache = ""  # the reply is the queue notice now, not the cached answer
 
     def _disclaimers(self, plan: Answer, question: str, cites: list[dict[str, object]], lang: Lang) -> str:
         """Append the compliance notices that match this answer; return the appended text."""
