@@ -88,3 +88,54 @@ def test_missing_weights_name_the_fix(tmp_path: Path) -> None:
 def test_ngrams_normalise_full_width_but_keep_case() -> None:
     assert char_ngrams("ＡB") == ["A", "B", "AB"]
     assert np.isclose(ZhSentimentModel({}, np.zeros(0, np.float32), 0.0).logit(" "), 0.0)
+
+
+def test_customer_service_dev_messages_are_read_sensibly() -> None:
+    """The hand-written dev split (evals/sentiment_cs.yaml; the test split is only scored by the eval)."""
+    from kefu.evals.sentiment_data import cs_messages
+
+    dev = [m for m in cs_messages() if m.split == "dev"]
+    labels = [(m.label, score_sentiment(m.text).label) for m in dev]
+    negatives = [got for gold, got in labels if gold == "negative"]
+    others = [got for gold, got in labels if gold != "negative"]
+    assert sum(got == "negative" for got in negatives) / len(negatives) >= 0.75
+    assert sum(got == "negative" for got in others) / len(others) <= 0.1
+    assert sum(gold == got for gold, got in labels) / len(labels) >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("请问投诉应该找哪个部门", "neutral"),  # the procedure, asked about
+        ("客服一直不回消息，我要投诉你们", "negative"),  # the procedure, stated in anger
+        ("呵呵", "negative"),
+        ("你们是不是骗子", "negative"),
+        ("等了三天还没发货，急死了", "negative"),
+        ("怎么退货", "neutral"),
+    ],
+)
+def test_customer_service_cues(text: str, label: str) -> None:
+    assert score_sentiment(text).label == label
+
+
+def test_model_file_round_trips_its_provenance(tmp_path: Path) -> None:
+    model = ZhSentimentModel(
+        {"好": 0, "差": 1},
+        np.array([1.0, -1.0], np.float32),
+        0.0,
+        {"reviews": {"rows_trained": 3}},
+        frozenset({0, 5, 17}),
+        frozenset({2}),
+    )
+    model.save(tmp_path / "m.npz")
+    again = ZhSentimentModel.load(tmp_path / "m.npz")
+    assert again.provenance == {"reviews": {"rows_trained": 3}}
+    assert again.trained_reviews == {0, 5, 17} and again.trained_neutral == {2}
+
+
+def test_shipped_model_loads_offline_with_its_provenance() -> None:
+    model = ZhSentimentModel.load()  # a file in the package: no network, no shared data
+    record = model.provenance
+    assert record["reviews"]["rows_trained"] == len(model.trained_reviews) > 0  # type: ignore[index]
+    assert len(record["reviews"]["categories"]) == 10  # type: ignore[index]
+    assert model.trained_neutral

@@ -439,12 +439,19 @@ def eval_retrieval(
 @friendly_errors
 def eval_sentiment(
     data: DataOpt = Path("../shared/eval"),
-    limit: Annotated[int | None, typer.Option(help="Read at most this many review rows.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score at most this many in-domain held-out reviews.")] = None,
+    lodo: Annotated[
+        bool, typer.Option("--lodo/--no-lodo", help="Leave one domain out: re-trains 10 folds (minutes).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for CI history).")] = False,
 ) -> None:
-    """Sentiment: held-out Chinese review accuracy / macro-F1, neutral rate on plain questions."""
-    from kefu.evals.sentiment import run_sentiment_eval
+    """Sentiment: macro-F1 per unseen domain, customer-service messages, plain questions; with provenance."""
+    import json
 
-    typer.echo(run_sentiment_eval(data, limit).format_table())
+    from kefu.evals.sentiment import Sizes, run_sentiment_eval
+
+    report = run_sentiment_eval(data, sizes=Sizes(held_out=limit, leave_one_out=lodo))
+    typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else report.format_table())
 
 
 @eval_app.command("scope")

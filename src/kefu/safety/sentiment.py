@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from kefu.dialog.language import detect_language
-from kefu.safety.sentiment_zh import bundled_model
+from kefu.safety.sentiment_zh import ZhSentimentModel, bundled_model
 
 Label = Literal["negative", "neutral", "positive"]
 NEUTRAL_BAND = 0.3
@@ -32,15 +32,28 @@ NO_CUE_DAMPING = 0.5
 
 # Explicit polar words in customer-service Chinese. A positive word right after a negator flips.
 _ZH_NEGATIVE = (
-    "差劲|太差|很差|真差|垃圾|投诉|失望|生气|气死|愤怒|恶心|无语|糟糕|骗子|骗人|坑人|太坑|太慢|"
-    "不满|烂|破服务|退钱|受不了|忍无可忍|再也不|差评|什么玩意|不靠谱|敷衍|太过分|离谱"
+    "差劲|太差|很差|真差|垃圾|失望|生气|气死|愤怒|恶心|无语|糟糕|骗子|骗人|坑人|太坑|太慢|"
+    "烂|破服务|受不了|忍无可忍|再也不|什么玩意|不靠谱|敷衍|太过分|离谱|"
+    # anger, accusation, sarcasm and urgency as customers type them to an agent (issue #12)
+    "呵呵|急死|气得|干什么吃的|搞什么|凭什么|到底|第几次|又是|白跑|诈骗|欺诈|假货|忽悠|耍我|"
+    "没人管|没人理|没人回|打不通|踢皮球|不给个说法|12315|消协|曝光|倒闭|打死也不|别再|烦不烦|"
+    "耐心已经|赶紧|快点|马上给我|行不行|猴年马月"
 )
+# Words that name a complaint procedure: a complaint when stated, neutral in a question about
+# the procedure (「投诉应该找哪个部门」, 「差评可以修改吗」).
+_ZH_PROCEDURE = "投诉|退钱|差评|不满"
 _ZH_POSITIVE = (
     "谢谢|感谢|多谢|满意|不错|好评|解决了|太好了|很好|非常好|给力|棒|赞|喜欢|辛苦了|点赞|靠谱|专业|贴心|开心"
 )
 _ZH_NEGATOR = "不|没|没有|别|未|并不|不太|不是很"
 _NEG = re.compile(_ZH_NEGATIVE)
+_PROCEDURE = re.compile(_ZH_PROCEDURE)
 _POS = re.compile(rf"({_ZH_NEGATOR})?({_ZH_POSITIVE})")
+# A plain question: asks how / whether / when / which, or ends like a question.
+_QUESTION = re.compile(
+    r"怎么|怎样|如何|请问|能否|能不能|可不可以|可以.{0,12}吗|是否|多久|多少|什么时候|哪|谁|[吗么呢][？?]?$|[？?]$"
+)
+QUESTION_DAMPING = 0.35  # a plain question without a polar word: the review-trained classifier counts less
 
 
 @dataclass(frozen=True)
@@ -62,10 +75,22 @@ def score_sentiment(text: str) -> Sentiment:
     return Sentiment(round(score, 4), label_of(score))
 
 
+def is_question(text: str) -> bool:
+    """A plain request for information (how / whether / when / which, or a question mark)."""
+    return bool(_QUESTION.search(text.strip()))
+
+
 def zh_lexicon_score(text: str) -> float | None:
-    """Lexicon vote in [-1, 1], or None when the text has no explicit polar word."""
-    negative = len(_NEG.findall(text))
-    positive = 0
+    """Lexicon vote in [-1, 1], or None when the text has no explicit polar word.
+
+    Procedure words (投诉, 退钱, …) count only outside questions. When a message has both negative
+    and positive words, the positive ones count half: 「谢谢你们啊，让我白跑了三趟」 is sarcasm or
+    politeness around a complaint, not praise.
+    """
+    negative = float(len(_NEG.findall(text)))
+    if not is_question(text):
+        negative += len(_PROCEDURE.findall(text))
+    positive = 0.0
     for match in _POS.finditer(text):
         if match.group(1):
             negative += 1
@@ -73,14 +98,21 @@ def zh_lexicon_score(text: str) -> float | None:
             positive += 1
     if negative == positive == 0:
         return None
+    if negative:
+        positive *= 0.5
     return (positive - negative) / (positive + negative)
 
 
 def _score_zh(text: str) -> float:
-    classifier = 2.0 * bundled_model().probability(text) - 1.0
+    return zh_score(text, bundled_model())
+
+
+def zh_score(text: str, model: ZhSentimentModel) -> float:
+    """The Chinese score of ``text`` with ``model`` as the classifier (evals score other models too)."""
+    classifier = 2.0 * model.probability(text) - 1.0
     lexicon = zh_lexicon_score(text)
     if lexicon is None:
-        return NO_CUE_DAMPING * classifier
+        return (QUESTION_DAMPING if is_question(text) else NO_CUE_DAMPING) * classifier
     return 0.5 * (lexicon + classifier)
 
 

@@ -2,15 +2,19 @@
 
 The weights are trained by ``python -m kefu.evals.sentiment_train --data DIR`` on the
 online_shopping_10_cats reviews (hash split: the rows ``kefu eval sentiment`` scores are never
-trained on). A text's logit is ``bias + sum(w[g] for its known n-grams) / sqrt(all its n-grams)``:
+trained on). The file also records its provenance: a JSON summary (data files and their digests,
+categories, split rule, recipe) and, as bitmaps, exactly which review rows and which BQ questions
+it was trained on (``trained_reviews`` / ``trained_neutral``), so evals can check their test rows
+against it (``kefu eval sentiment``, ``kefu report fairness``). A text's logit is ``bias + sum(w[g] for its known n-grams) / sqrt(all its n-grams)``:
 dividing by *all* n-grams, known or not, pulls text the model knows little about towards neutral.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,6 +42,9 @@ class ZhSentimentModel:
     vocab: dict[str, int]
     weights: np.ndarray  # (len(vocab),) float32
     bias: float
+    provenance: dict[str, object] = field(default_factory=dict)  # empty: an old file, unknown rows
+    trained_reviews: frozenset[int] = frozenset()  # review ids (csv data rows) it was trained on
+    trained_neutral: frozenset[int] = frozenset()  # BQ question ids (``load_neutral`` order)
 
     def logit(self, text: str) -> float:
         grams = set(char_ngrams(text))
@@ -53,20 +60,41 @@ class ZhSentimentModel:
     def save(self, path: Path) -> None:
         grams = np.array(list(self.vocab), dtype=np.str_)
         weights = self.weights[[self.vocab[g] for g in grams]].astype(np.float16)
-        np.savez_compressed(path, grams=grams, weights=weights, bias=np.float32(self.bias))
+        np.savez_compressed(
+            path,
+            grams=grams,
+            weights=weights,
+            bias=np.float32(self.bias),
+            provenance=np.array(json.dumps(self.provenance, ensure_ascii=False, sort_keys=True)),
+            trained_reviews=_bitmap(self.trained_reviews),
+            trained_neutral=_bitmap(self.trained_neutral),
+        )
 
     @classmethod
     def load(cls, path: Path = WEIGHTS) -> ZhSentimentModel:
         try:
             with np.load(path) as data:
                 grams, weights, bias = data["grams"], data["weights"], float(data["bias"])
+                provenance = json.loads(str(data["provenance"])) if "provenance" in data else {}
+                reviews = _rows(data["trained_reviews"]) if "trained_reviews" in data else frozenset()
+                neutral = _rows(data["trained_neutral"]) if "trained_neutral" in data else frozenset()
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(
                 f"cannot read the Chinese sentiment weights at {path} ({exc}); reinstall kefu or "
                 "rebuild them with `python -m kefu.evals.sentiment_train --data ../shared/eval`"
             ) from exc
         vocab = {str(g): i for i, g in enumerate(grams)}
-        return cls(vocab, weights.astype(np.float32), bias)
+        return cls(vocab, weights.astype(np.float32), bias, provenance, reviews, neutral)
+
+
+def _bitmap(rows: frozenset[int]) -> np.ndarray:
+    bits = np.zeros(max(rows, default=-1) + 1, dtype=np.uint8)
+    bits[sorted(rows)] = 1
+    return np.packbits(bits)
+
+
+def _rows(packed: np.ndarray) -> frozenset[int]:
+    return frozenset(int(i) for i in np.flatnonzero(np.unpackbits(packed)))
 
 
 @lru_cache(maxsize=1)
