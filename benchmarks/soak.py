@@ -3,10 +3,11 @@ of lost messages read back from the database.
 
 Starts on loopback: `kefu fake-llm`, a Redis of its own (append-only file, so a restart keeps its data,
 as a production Redis would), and two `kefu serve` replicas sharing a fresh PostgreSQL schema and that
-Redis (sessions, live events, conversation locks, rate limits, answer cache). Optionally nginx in front
-(``--front URL``: any proxy that sends a conversation to one replica and fails over to the other);
-by default the client does that itself: a conversation sticks to one replica (by hash) and moves to
-the other when its replica does not answer.
+Redis (sessions, live events, conversation locks, rate limits, answer cache). With ``--nginx`` the
+shipped deploy/nginx configuration (TLS 1.3, both replicas upstream, next upstream on a refused
+connection) runs in front on loopback and every request goes through it; without, the client does
+that itself: a conversation sticks to one replica (by hash) and moves to the other when its replica
+does not answer.
 
 During the run (times are shares of ``--seconds``):
   20 %  replica A is killed (SIGKILL), restarted at 30 %
@@ -20,7 +21,7 @@ message the server acknowledged (2xx) must be stored exactly once; one never ack
 retries is "in doubt" (stored once or not at all); no message is stored twice; every stored bot reply
 follows the customer message it answers. Read back through kefu's own stores (encrypted at rest).
 
-    python benchmarks/soak.py [--conversations 200] [--seconds 600] [--front URL]
+    python benchmarks/soak.py [--conversations 200] [--seconds 600] [--nginx]
 
 Needs KEFU_TEST_POSTGRES_URL (or --postgres) and redis-server on PATH. Figures, not pass/fail; the exit
 status is 1 when a message was lost or stored twice.
@@ -35,6 +36,7 @@ import os
 import random
 import re
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -77,6 +79,31 @@ class Replica:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+
+
+class Nginx:
+    """deploy/nginx on loopback in front of the two replicas (kefu-1 → A, kefu-2 → B, no canary)."""
+
+    def __init__(self, root: Path, replicas: list[Replica]) -> None:
+        from kefu.tls import write_dev_certificate
+
+        self.root, self.port = root, free_port()
+        deploy = Path(__file__).resolve().parent.parent / "deploy" / "nginx"
+        (root / "certs").mkdir(parents=True)
+        self.cert = root / "certs" / "server.crt"
+        write_dev_certificate(self.cert, root / "certs" / "server.key")
+        a, b = (f"127.0.0.1:{r.port}" for r in replicas)
+        for name in ("nginx.conf", "upstreams.conf", "release.conf"):
+            text = (deploy / name).read_text().replace("kefu-1:8000", a).replace("kefu-2:8000", b)
+            text = text.replace("listen 80;", f"listen 127.0.0.1:{free_port()};")
+            text = text.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{self.port} ssl http2;")
+            (root / name).write_text(text)
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = ["nginx", "-p", str(self.root), "-c", str(self.root / "nginx.conf"), "-g", "daemon off;"]
+        self.proc = start(cmd, dict(os.environ), self.port, log=self.root / "nginx.log")
 
 
 class RedisServer:
@@ -195,11 +222,12 @@ async def drive(
     redis: RedisServer,
     fake_url: str,
     ledger: Ledger,
+    verify: ssl.SSLContext | bool = True,
 ) -> list[str]:
     began = time.monotonic()
     deadline = began + seconds
     limits = httpx.Limits(max_connections=conversations * 2)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=60, limits=limits, verify=verify) as http:
         injector = asyncio.create_task(faults(seconds, replicas[0], redis, fake_url, ledger, began))
         urls = [r.url for r in replicas]
         found = await asyncio.gather(
@@ -255,7 +283,7 @@ def main() -> None:
     )
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=600)
-    parser.add_argument("--front", help="a proxy URL in front of both replicas (e.g. nginx); default: none")
+    parser.add_argument("--nginx", action="store_true", help="deploy/nginx in front of both replicas")
     parser.add_argument("--postgres", default=os.environ.get("KEFU_TEST_POSTGRES_URL", ""))
     args = parser.parse_args()
     if not args.postgres:
@@ -288,9 +316,12 @@ def main() -> None:
             Replica(name, bin_dir, {**env, "KEFU_DATA_DIR": str(data / name)}, data / f"{name}.log")
             for name in ("A", "B")
         ]
+        nginx = Nginx(data / "nginx", replicas) if args.nginx else None
         try:
             for replica in replicas:
                 replica.start()
+            if nginx is not None:
+                nginx.start()
             print(f"{args.conversations} conversations for {args.seconds:.0f} s …", file=sys.stderr)
             began = time.perf_counter()
             ids = asyncio.run(
@@ -298,10 +329,11 @@ def main() -> None:
                     args.conversations,
                     args.seconds,
                     replicas,
-                    args.front,
+                    nginx.url if nginx else None,
                     redis,
                     f"http://127.0.0.1:{fake_port}",
                     ledger,
+                    ssl.create_default_context(cafile=str(nginx.cert)) if nginx else True,
                 )
             )
             elapsed = time.perf_counter() - began
@@ -314,9 +346,12 @@ def main() -> None:
             for replica in replicas:
                 if replica.proc is not None and replica.proc.poll() is None:
                     stop(replica.proc)
+            if nginx is not None and nginx.proc is not None:
+                stop(nginx.proc)
             stop(fake)
             redis.stop()
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"front: {'deploy/nginx (TLS 1.3) → replicas A, B' if args.nginx else 'the client picks A or B'}")
     print("faults:")
     for line in ledger.timeline:
         print(f"  {line}")
