@@ -1,10 +1,12 @@
 """The address flow through the whole assistant: the model and the log see [地址_1], the order system
-gets the address the customer typed, from the conversation's vault."""
+gets the address the customer typed, from the conversation's vault, and so does the reply the customer
+reads (only that: the stored reply keeps the placeholder)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,33 @@ def test_a_new_address_reaches_the_order_system_but_is_stored_redacted(shop: Tes
         response = shop.post(f"/v1/conversations/{conversation}/messages", json={"content": text})
         assert response.status_code == 200, response.text
         replies.append(response.json()["message"]["content"])
-    assert "[地址_1]" in replies[3]  # the confirmation names the placeholder, never the address
+    # the customer reads their own address in the confirmation; everything stored holds the placeholder
+    assert NEW_ADDRESS in replies[3] and "[地址_1]" not in replies[3]
     orders = shop.app.state.runtime.assistant.flows.orders  # type: ignore[attr-defined]
     assert orders.get_order("XP1016").address == NEW_ADDRESS
     stored = shop.get(f"/v1/conversations/{conversation}/messages").json()["data"]
     assert all("世纪大道" not in m["content"] for m in stored), stored
     assert "[地址_1]" in [m["content"] for m in stored if m["role"] == "user"]
+    confirmation = [m["content"] for m in stored if m["role"] == "assistant"][3]
+    assert "[地址_1]" in confirmation
+
+
+def test_a_placeholder_split_across_stream_pieces_is_revealed_whole() -> None:
+    import asyncio
+
+    from kefu.dialog.events import Delta, Done, Event
+    from kefu.dialog.orchestrator import revealed
+
+    async def pieces() -> AsyncIterator[Event]:
+        for text in ("改为：[地", "址_1", "]？好的", "，[未知_9] 不动"):
+            yield Delta(text)
+        yield Done(None)
+
+    async def run() -> list[str]:
+        values = {"[地址_1]": NEW_ADDRESS}
+        out = revealed(pieces(), lambda text: re.sub(r"\[[^\]]+\]", lambda m: values.get(m[0], m[0]), text))
+        return [e.text async for e in out if isinstance(e, Delta)]
+
+    sent = asyncio.run(run())
+    assert "".join(sent) == f"改为：{NEW_ADDRESS}？好的，[未知_9] 不动"
+    assert all("[地" not in piece or "]" in piece for piece in sent)  # never half a placeholder

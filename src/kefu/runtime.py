@@ -93,7 +93,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     from kefu.llm.singleflight import single_flight
     from kefu.observe import build_metrics
     from kefu.safety.compliance import CompliancePolicy
-    from kefu.safety.pii import redact_pii
+    from kefu.safety.pii import redact_pii, restore
     from kefu.storage.costs import spend_of
     from kefu.storage.factory import build_stores
 
@@ -130,6 +130,7 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         embedder=knowledge.embedder,
         model=model,
         redact=lambda text, conversation_id: redact_pii(text, vault=stores.vault_for(conversation_id)).text,
+        reveal=lambda text, conversation_id: restore(text, stores.vault_for(conversation_id).known()),
         scope=scope,
         compliance=CompliancePolicy.load(settings.compliance_rules, settings.compliance_domains),
         flows=flow_engine(settings, audit_log, model, vault_for=stores.vault_for),

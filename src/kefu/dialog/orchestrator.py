@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kefu.dialog")
 
 SNIPPET_CHARS = 160
+PLACEHOLDER_HOLD = 24  # longest placeholder held back while streaming: 「[银行卡号_123456]」 fits
 
 
 def clean_message(text: str, max_chars: int) -> str:
@@ -83,6 +84,10 @@ class Assistant:
     model: ChatModel | None
     # (text, conversation_id) → text with PII replaced by placeholders, consistent within a conversation
     redact: Callable[[str, str], str] = lambda text, conversation_id: text
+    # (text, conversation_id) → the text with this conversation's placeholders replaced by the values the
+    # customer typed, for the reply sent to them only (stored, audited and model text stay redacted):
+    # 「收货地址改为：[地址_1]？」 reaches the customer as their address, not as a placeholder
+    reveal: Callable[[str, str], str] | None = None
     # Appends one tamper-evident record per turn: (kind, payload, conversation_id). Payloads hold only
     # redacted text: what the model received and returned, or the fixed/FAQ reply that was sent.
     audit: Callable[[str, dict[str, Any], str], object] | None = None
@@ -149,6 +154,9 @@ class Assistant:
                     first_of_conversation=first,
                     started=started,
                 )
+            if self.reveal is not None:  # the customer's own values back in the reply sent to them
+                reveal = self.reveal
+                events = revealed(events, lambda text: reveal(text, conversation_id))
             async for event in events:
                 yield event
 
@@ -356,6 +364,32 @@ class Assistant:
         added, plan.text = final[len(plan.text) :], final
         plan.disclaimers = [d.rule_id for d in found]
         return added
+
+
+async def revealed(events: AsyncIterator[Event], reveal: Callable[[str], str]) -> AsyncIterator[Event]:
+    """``events`` with placeholders in the reply's text revealed; a placeholder split across two pieces
+    of a stream is held until it is whole (at most ``PLACEHOLDER_HOLD`` characters)."""
+    held = ""
+    async for event in events:
+        if isinstance(event, Delta):
+            text = held + event.text
+            cut = text.rfind("[")
+            if cut >= 0 and "]" not in text[cut:] and len(text) - cut <= PLACEHOLDER_HOLD:
+                text, held = text[:cut], text[cut:]
+            else:
+                held = ""
+            if text:
+                yield Delta(await to_thread.run_sync(reveal, text) if "[" in text else text)
+            continue
+        if held:
+            yield Delta(await to_thread.run_sync(reveal, held))
+            held = ""
+        if isinstance(event, Done) and event.message is not None and "[" in event.message.content:
+            content = await to_thread.run_sync(reveal, event.message.content)
+            event = Done(replace(event.message, content=content))
+        yield event
+    if held:
+        yield Delta(held)
 
 
 def escalation(recent: list[float], score: float) -> bool:
