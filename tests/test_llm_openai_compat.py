@@ -175,3 +175,16 @@ def test_control_endpoints(fake: FakeServer) -> None:
         http.post("/_fake/reset")
         assert http.get("/_fake/requests").json() == {"requests": []}
         assert fake.state.failures == type(fake.state.failures)() and fake.state.latency_ms == 0
+
+
+async def test_an_endpoint_failing_at_start_up_is_a_warning_not_a_refusal_to_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Reachable and configured but answering 500s: kefu starts and answers from the knowledge base."""
+    with FakeServer(error_rate=1) as failing:
+        chat = OpenAICompatModel(failing.base_url, "k", "some-alias", max_retries=0)
+        with caplog.at_level("WARNING", logger="kefu.llm"):
+            await ensure_ready(chat)
+        await chat.aclose()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "kefu.llm"]
+    assert "KEFU_LLM_BASE_URL" in line and "starting anyway" in line and "/readyz" in line

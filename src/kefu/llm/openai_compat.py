@@ -24,6 +24,7 @@ their pieces and carried by the last chunk).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,11 @@ from openai.types import CompletionUsage
 from kefu.errors import ModelError, ModelUnavailable
 from kefu.llm.base import ChatModel, ChatRequest, Reply, StreamChunk, ToolCall, Usage
 from kefu.llm.text import estimate_prompt_tokens, estimate_tokens
+
+log = logging.getLogger("kefu.llm")
+# failing right now, but reachable and configured: kefu starts, and answers from the knowledge base until
+# the endpoint recovers (its circuit breaker shows in /readyz); a wrong URL, key or model stops start-up
+_TRANSIENT = (openai.InternalServerError, openai.RateLimitError, openai.APITimeoutError)
 
 NO_KEY = "sk-no-key-needed"  # local servers (Ollama, llama.cpp, vLLM) ignore the key
 _CHOICES = ("auto", "none", "required")
@@ -113,6 +119,8 @@ class OpenAICompatModel(ChatModel):
             listed = [m.id async for m in client.models.list()]
         except (openai.NotFoundError, openai.PermissionDeniedError):
             listed = []
+        except _TRANSIENT as exc:
+            return self._start_anyway(exc)
         except openai.OpenAIError as exc:
             raise ModelUnavailable(self._startup_message(exc)) from exc
         if self.model in listed:
@@ -121,8 +129,17 @@ class OpenAICompatModel(ChatModel):
             await client.chat.completions.create(
                 model=self.model, messages=[{"role": "user", "content": "ping"}], max_tokens=1
             )
+        except _TRANSIENT as exc:
+            return self._start_anyway(exc)
         except openai.OpenAIError as exc:
             raise ModelUnavailable(self._startup_message(exc)) from exc
+
+    def _start_anyway(self, exc: openai.OpenAIError) -> None:
+        log.warning(
+            "%s — starting anyway: replies come from the knowledge base (FAQ, its own sentences, the offer "
+            "of a person) until the endpoint recovers; its circuit breaker shows in /readyz",
+            self._startup_message(exc).rstrip("."),
+        )
 
     async def aclose(self) -> None:
         await self._client.close()
