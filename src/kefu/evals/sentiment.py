@@ -160,8 +160,8 @@ class CsScore:
 
     def format_line(self) -> str:
         return (
-            f"  {self.split:<32}{self.n:>7}{self.correct / max(self.n, 1):>10.3f}"
-            f"{self.negatives_caught / max(self.negatives, 1):>10.3f}{self.false_alarms / max(self.others, 1):>10.1%}"
+            f"  {self.split:<32}{self.n:>7}{self.correct / max(self.n, 1):>11.3f}"
+            f"{self.negatives_caught / max(self.negatives, 1):>12.3f}{self.false_alarms / max(self.others, 1):>11.1%}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,7 +204,7 @@ class SentimentEvalReport:
         lines.append(f"reviews labelled neutral (|score| < band): {self.reviews_neutral}/{self.product.n}")
         lines += [
             "",
-            f"{'customer-service messages':<34}{'n':>7}{'3-way acc':>10}{'neg recall':>10}{'false neg':>10}",
+            f"{'customer-service messages':<34}{'n':>7}{'3-way acc':>11}{'neg recall':>12}{'false neg':>11}",
         ]
         lines += [s.format_line() for s in self.customer_service]
         lines += ["", f"{'plain questions (should be neutral)':<34}{'n':>7}{'neutral':>10}{'negative':>10}"]
