@@ -15,7 +15,9 @@ import typer
 from rich.console import Console
 
 from kefu import __version__
+from kefu.cli_export import export_app
 from kefu.cli_kb import kb_app
+from kefu.cli_reports import report_failures
 from kefu.cli_support import friendly_errors, say_database
 from kefu.config import Settings, load_settings
 from kefu.errors import InvalidInput
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 app.add_typer(kb_app, name="kb")
+app.add_typer(export_app, name="export")  # kefu export ratings (issue #13)
 
 
 def _serve(
@@ -248,6 +251,7 @@ def stats(
 
     from kefu.llm.routing import load_matrix
     from kefu.storage.costs import cost_summary, format_costs
+    from kefu.storage.headline import format_headline, headline_by_day, ratings_summary
     from kefu.storage.stats import format_summary, operations_summary
 
     settings = load_settings()
@@ -256,10 +260,14 @@ def stats(
     with _handoff_store(settings) as store:  # migrated: the counts' table exists
         summary = operations_summary(store.engine, start)
         costs = cost_summary(store.engine, start) | {"currency": currency}
+        days = headline_by_day(store.engine, start)  # issue #13 part 6: the headline numbers by day
+        rated = ratings_summary(store.engine, start)
     if as_json:
-        typer.echo(json.dumps({**summary, "costs": costs}, ensure_ascii=False, indent=2))
+        report = {**summary, "costs": costs, "ratings": rated, "by_day": days}
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         typer.echo(format_summary(summary) + "\n\n" + format_costs(costs, currency))
+        typer.echo("\n" + format_headline(days))
 
 
 def _parse_since(since: str | None, settings: Settings) -> datetime | None:
@@ -370,6 +378,9 @@ def report_tau2_policy(data: DataOpt = Path("../shared/eval")) -> None:
     from kefu.evals.tau2_policy import run_tau2_policy_report
 
     typer.echo(run_tau2_policy_report(data).format_table())
+
+
+report_app.command("failures")(report_failures)  # the weekly top failures, by hand (issue #13 part 3)
 
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)

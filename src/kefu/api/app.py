@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from kefu import __version__
 from kefu.api.errors import install_error_handlers
 from kefu.api.ratelimit import RateLimiter, RateLimitPolicy, RateLimits, build_rate_limiter
-from kefu.api.routes import agent, conversations, health, metrics, openai, web
+from kefu.api.routes import agent, conversations, health, metrics, openai, ratings, web
 from kefu.api.routes import kb as kb_routes
 from kefu.api.timing import ServerTiming
 from kefu.config import Settings, load_settings
@@ -61,5 +61,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(agent.stats_router)
     app.include_router(kb_routes.router)
+    app.include_router(ratings.router)  # ratings and CSAT (issue #13 part 1)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

@@ -35,6 +35,9 @@ def build_metrics(
         collectors.OperationsRatios(stores.engine, settings.metrics_stats_window_hours)
     )
     metrics.add_scrape_collector(collectors.CostBudgets(_budgets(settings)))
+    metrics.add_scrape_collector(  # ratings and CSAT (issue #13)
+        collectors.RatingNumbers(stores.engine, settings.metrics_stats_window_hours)
+    )
     if handoffs is not None:
         store = handoffs.store
 

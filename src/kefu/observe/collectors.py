@@ -148,6 +148,36 @@ class OperationsRatios(Collector):
         return summary
 
 
+class RatingNumbers(Collector):
+    """``kefu_csat`` (mean 1-5) and ``kefu_rating_ratio{ratio="csat_satisfied"|"thumbs_up"}`` over the
+    ratings of the last ``window_hours`` (``kefu.storage.headline``), read at most every ``ttl`` s."""
+
+    def __init__(self, engine: Engine, window_hours: float, ttl: float = 10.0) -> None:
+        self.engine, self.window, self.ttl = engine, timedelta(hours=window_hours), ttl
+        self._cached: tuple[float, dict[str, Any]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        from kefu.storage.headline import ratings_summary
+
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= self.ttl:
+            try:
+                self._cached = (now, ratings_summary(self.engine, datetime.now(UTC) - self.window))
+            except Exception as exc:
+                log.warning("metrics: the ratings could not be read (%s) — check the database", exc)
+                return
+        numbers = self._cached[1]
+        if numbers["csat_mean"] is not None:
+            yield _gauge("kefu_csat", "Mean CSAT (1-5) of the ratings in the window.", numbers["csat_mean"])
+        ratios = GaugeMetricFamily(
+            "kefu_rating_ratio", "Share of CSAT 4-5 and of 👍 among the window's ratings.", labels=["ratio"]
+        )
+        for label, key in (("csat_satisfied", "csat_satisfied_share"), ("thumbs_up", "thumbs_up_rate")):
+            if numbers[key] is not None:
+                ratios.add_metric([label], float(numbers[key]))
+        yield ratios
+
+
 class CostBudgets(Collector):
     """``kefu_cost_budget{scope="conversation"|"day"}``: the configured budgets, so the alerts compare
     against the same numbers the router enforces (absent when 0 = no budget)."""

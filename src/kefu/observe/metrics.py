@@ -196,6 +196,12 @@ class Metrics:
             registry=r,
         )
         self.handoffs = Counter("kefu_handoffs", "Handoffs opened, by reason.", ["reason"], registry=r)
+        self.ratings = Counter(  # issue #13: ratings and CSAT
+            "kefu_ratings",
+            "Customer ratings by kind (thumbs / stars / csat) and score.",
+            ["kind", "score"],
+            registry=r,
+        )
         self._scrape: list[Collector] = []
         self.tracer: TurnTracer | None = None  # OpenTelemetry traces of each turn (KEFU_OTLP_ENDPOINT)
 
@@ -227,6 +233,10 @@ class Metrics:
                 self.cost.labels(model, route).inc(turn.cost)
         self.spend.add(turn.conversation_id, turn.cost, turn.prompt_tokens + turn.completion_tokens)
         self.observe_idle()
+
+    def rating(self, kind: str, score: int) -> None:
+        """One customer rating (kind and score are validated before: a bounded label set)."""
+        self.ratings.labels(bounded(kind, frozenset({"thumbs", "stars", "csat"})), str(int(score))).inc()
 
     def observe_idle(self) -> None:
         for cost, tokens in self.spend.due():

@@ -187,5 +187,31 @@ class ConversationStatsRow(Base):
     updated_at: Mapped[datetime]
 
 
+class RatingRow(Base):
+    """A customer's rating of one bot answer (``message_id``) or of the conversation (CSAT, NULL), with
+    what the answer was made from copied at rating time (``kefu.storage.ratings``; migration 0008)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        Index("ix_ratings_conversation_id", "conversation_id"),
+        Index("ix_ratings_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    message_id: Mapped[str | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "thumbs" (0/1) | "stars" (1-5) | "csat" (1-5)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)  # redacted with the conversation's placeholders
+    kb_version: Mapped[str | None] = mapped_column(String(64))
+    citations: Mapped[list[str]] = mapped_column(JSON)  # the cited chunk ids
+    route: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(255))
+    answer_kind: Mapped[str | None] = mapped_column(String(32))
+    experiment_arm: Mapped[str | None] = mapped_column(String(64))  # the A/B arm (issue #13 part 2)
+    channel: Mapped[str] = mapped_column(String(32))  # where it was given: "web" | "api" | "openai"
+    created_at: Mapped[datetime]
+
+
 for _audit_table in (audit_log, audit_checkpoints, *KB_TABLES, kb_sources):  # KB: migrations 0004, 0005
     _audit_table.to_metadata(Base.metadata)

@@ -2,7 +2,8 @@
 
 The conversation is kept by the ``X-Kefu-Session`` header or the ``user`` field. Without either, the
 request's own messages are the history (as with any stateless OpenAI endpoint). Citations and the
-conversation id travel in the extra ``kefu`` field of the response (of the first chunk when streaming).
+conversation id travel in the extra ``kefu`` field of the response (of the first chunk when streaming);
+``kefu.message_id`` (of the last chunk when streaming) is what ``POST /v1/chat/completions/ratings`` rates.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ async def chat_completions(
         message = done.message  # None while a human agent has the conversation: empty content
         if message is not None:
             extra.update(citations=message.citations, answer_kind=message.answer_kind)
+            extra["message_id"] = message.id  # rate it: POST /v1/chat/completions/ratings
         completion = {
             "id": f"chatcmpl-{message.id if message else conversation.id + '-' + str(created)}",
             "object": "chat.completion",
@@ -128,7 +130,8 @@ async def _chunks(
                 yield chunk({"role": "assistant", "content": ""}, kefu=extra)
             message = event.message
             usage = _usage(message.prompt_tokens, message.completion_tokens) if message else _usage(0, 0)
-            yield chunk({}, "stop", usage=usage)
+            rating = {"message_id": message.id} if message else {}  # POST /v1/chat/completions/ratings
+            yield chunk({}, "stop", usage=usage, kefu={"conversation_id": conversation_id, **rating})
     yield sse(None, "[DONE]")
 
 
