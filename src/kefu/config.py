@@ -250,6 +250,20 @@ class Settings(BaseSettings):
     # http://otel-collector:4318; empty = no traces
     otlp_endpoint: str = Field(default="", pattern=r"^(https?://\S+)?$")
 
+    # Weekly top failures report (issue #13 part 3, kefu.reports): written under <data_dir>/reports/
+    # every KEFU_FAILURE_REPORT_DAY (mon…sun, "off" = never) at KEFU_FAILURE_REPORT_HOUR in
+    # KEFU_HANDOFF_TIMEZONE, by the in-process worker or the Celery beat; its JSON summary is POSTed to
+    # KEFU_FAILURE_REPORT_WEBHOOK when set. A failed question joins the cluster whose questions' query
+    # embeddings it matches at least KEFU_FAILURE_REPORT_SIMILARITY on average (mean cosine); a cluster's KB hit within
+    # KEFU_FAILURE_REPORT_NEAR_MISS below KEFU_GROUNDED_THRESHOLD (and sharing keywords) is an
+    # existing answer retrieval missed.
+    failure_report_day: Literal["off", "mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    failure_report_hour: int = Field(default=8, ge=0, le=23)
+    failure_report_webhook: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    failure_report_top: int = Field(default=10, ge=1, le=100)
+    failure_report_similarity: float = Field(default=0.88, gt=0, le=1)
+    failure_report_near_miss: float = Field(default=0.05, ge=0, le=0.5)
+
     # Server
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
