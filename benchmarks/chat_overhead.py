@@ -8,8 +8,9 @@ server-side time (the Server-Timing header), and the kefu/bare ratios. Figures, 
 
     python benchmarks/chat_overhead.py [--conversations 50,100,200] [--turns 4] [--batch-ms 0,3]
 
-Each KEFU_EMBED_BATCH_MS value (--batch-ms) gets a kefu server of its own, driven at every level, so
-"before" (0: no batching) and "after" are measured in the same run against the same bare endpoint.
+Each KEFU_EMBED_BATCH_MS value (--batch-ms) gets a kefu server of its own, all started first and driven
+in turn at each level (then the bare endpoint), so "before" (0: no batching) and "after" are measured
+in the same run, close in time, against the same bare endpoint.
 """
 
 from __future__ import annotations
@@ -219,27 +220,28 @@ def main() -> None:
             env,
             bare_port,
         )
+        servers: list[tuple[subprocess.Popen[bytes], str, Path]] = []
         try:
-            for run, batch_ms in enumerate(batch_values):  # a fresh server and database per setting
+            for run, batch_ms in enumerate(batch_values):  # a server and database per setting, all up
                 kefu_env = {**env, "KEFU_DATA_DIR": str(Path(data) / f"run-{run}")}
                 log = Path(data) / f"kefu-run-{run}.log"
-                kefu, base = serve_kefu(bin_dir, kefu_env, batch_ms, log)
-                try:
-                    for level in levels:
-                        print(f"… kefu, batch {batch_ms} ms, {level} conversations", file=sys.stderr)
-                        try:
-                            results[(run, level)] = asyncio.run(
-                                drive_kefu(base, level, args.turns, not args.repeat)
-                            )
-                        except httpx.HTTPError as exc:
-                            raise SystemExit(
-                                f"kefu failed at {level} conversations ({exc!r}): {tail(log)}"
-                            ) from exc
-                finally:
-                    stop(kefu)
-            for level in levels:
+                servers.append((*serve_kefu(bin_dir, kefu_env, batch_ms, log), log))
+            for level in levels:  # settings alternate at each level, so a change of load hits all
+                for run, batch_ms in enumerate(batch_values):
+                    _, base, log = servers[run]
+                    print(f"… kefu, batch {batch_ms} ms, {level} conversations", file=sys.stderr)
+                    try:
+                        results[(run, level)] = asyncio.run(
+                            drive_kefu(base, level, args.turns, not args.repeat)
+                        )
+                    except httpx.HTTPError as exc:
+                        raise SystemExit(
+                            f"kefu failed at {level} conversations ({exc!r}): {tail(log)}"
+                        ) from exc
                 bare[level] = asyncio.run(drive_bare(f"http://127.0.0.1:{bare_port}", level, args.turns))
         finally:
+            for proc, _, _ in servers:
+                stop(proc)
             stop(fake)
             stop(bare_proc)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
