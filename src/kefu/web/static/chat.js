@@ -5,6 +5,8 @@
  *            GET  /v1/conversations/{id}/messages         → {data: [...], count}
  *            GET  /v1/conversations/{id}/events           → text/event-stream (agent_message, handoff)
  *            GET  /v1/conversations/{id}/handoff          → the open handoff, or 404
+ *            POST /v1/conversations/{id}/messages/{mid}/rating → 👍/👎 or 1–5 stars (+ comment) on an answer
+ *            POST /v1/conversations/{id}/rating           → CSAT when the chat ends or goes idle
  * All server text is put in the page through textContent (never innerHTML).
  */
 (function () {
@@ -42,6 +44,17 @@
       hoReturned: "已转回智能助手",
       hoClosed: "人工客服已结束本次服务，如还有问题可以继续提问",
       hoTicket: "已为您记录留言，客服上班后会尽快回复您",
+      endChat: "结束对话",
+      rateGroup: "评价这条回答",
+      thumbUp: "有帮助",
+      thumbDown: "没帮助",
+      star: "{n} 星",
+      commentLabel: "补充说明（可选）",
+      commentSend: "提交",
+      rated: "感谢您的反馈",
+      csatAsk: "请为本次服务打分",
+      csatGroup: "本次服务满意度",
+      csatThanks: "感谢您的评价！",
     },
     en: {
       title: "{shop} Support",
@@ -74,6 +87,17 @@
       hoReturned: "You're back with the assistant",
       hoClosed: "The agent has closed this conversation; ask again any time",
       hoTicket: "Your message was recorded; an agent will reply during working hours",
+      endChat: "End chat",
+      rateGroup: "Rate this answer",
+      thumbUp: "Helpful",
+      thumbDown: "Not helpful",
+      star: "{n} stars",
+      commentLabel: "Anything to add? (optional)",
+      commentSend: "Send",
+      rated: "Thanks for your feedback",
+      csatAsk: "How satisfied are you with this conversation?",
+      csatGroup: "Satisfaction with this conversation",
+      csatThanks: "Thank you for rating us!",
     },
   };
 
@@ -82,6 +106,7 @@
   const DEFAULT_SHOP = "小铺优选";
   const DEFAULT_MAX = 4000;
   const MARKER = /\[(\d{1,3})\]/g;
+  const CSAT_IDLE_MS = 5 * 60 * 1000; // ask for CSAT once after 5 idle minutes following an answer
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -93,6 +118,7 @@
     send: $("send-button"),
     count: $("char-count"),
     newChat: $("new-chat"),
+    endChat: $("end-chat"),
     langToggle: $("lang-toggle"),
   };
 
@@ -111,6 +137,8 @@
     events: null, // EventSource for agent messages and handoff status
     handoff: null, // the last handoff status seen: {id, status}
     statusItem: null,
+    csatAsked: false, // the CSAT prompt was shown in this conversation
+    idleTimer: 0,
   };
 
   // ---------- small helpers ----------
@@ -170,6 +198,7 @@
     }
     for (const node of document.querySelectorAll("[data-agent-name]")) node.textContent = agentLabel(node.dataset.agentName);
     for (const node of document.querySelectorAll("[data-handoff-status]")) node.textContent = handoffText(node.dataset);
+    for (const node of document.querySelectorAll(".star[data-n]")) node.setAttribute("aria-label", t("star", { n: node.dataset.n }));
   }
 
   function toggleLang() {
@@ -346,6 +375,7 @@
       }
       this.render();
       this.item.dataset.state = "done";
+      if (this.item.dataset.messageId) addRating(this.item);
     }
 
     /** Keep a partial answer; drop an empty bubble. */
@@ -354,6 +384,121 @@
       this.pending = 0;
       if (this.text) { this.render(); this.item.dataset.state = "interrupted"; } else this.item.remove();
     }
+  }
+
+  // ---------- ratings: 👍/👎 and stars on an answer, CSAT on the conversation ----------
+
+  function starButtons(name, onPick) {
+    const buttons = [1, 2, 3, 4, 5].map((n) => {
+      const b = el("button", {
+        type: "button", class: "star", "data-testid": `${name}-${n}`, "data-score": String(n),
+        "aria-pressed": "false", text: "★",
+      });
+      b.setAttribute("aria-label", t("star", { n }));
+      b.dataset.n = String(n);
+      b.addEventListener("click", () => onPick(n, buttons));
+      return b;
+    });
+    return buttons;
+  }
+
+  function press(buttons, chosen) { // chosen: a star count, or the pressed thumb button
+    for (const b of buttons) {
+      const isStar = b.classList.contains("star");
+      const on = isStar ? Number(b.dataset.score) <= chosen : b === chosen;
+      b.classList.toggle("on", on);
+      b.setAttribute("aria-pressed", String(isStar ? Number(b.dataset.score) === chosen : on));
+    }
+  }
+
+  function commentBox(testid, onSend) {
+    const id = `comment-${++state.seq}`;
+    const input = el("textarea", { id, rows: "2", maxlength: "2000", class: "rate-comment", "data-testid": testid });
+    const label = el("label", { for: id, class: "rate-label", "data-i18n": "commentLabel", text: t("commentLabel") });
+    const sendBtn = el("button", {
+      type: "button", class: "btn ghost", "data-testid": `${testid}-send`, "data-i18n": "commentSend",
+      text: t("commentSend"),
+    });
+    sendBtn.addEventListener("click", () => onSend(input.value.trim()));
+    const box = el("div", { class: "rate-more" }, [label, input, sendBtn]);
+    box.hidden = true;
+    return box;
+  }
+
+  async function sendRating(path, body, note) {
+    try {
+      await postJson(path, body);
+      note.textContent = t("rated");
+      note.dataset.i18n = "rated";
+      return true;
+    } catch (err) {
+      note.textContent = err instanceof ApiError ? err.message : t("genericError");
+      delete note.dataset.i18n;
+      return false;
+    }
+  }
+
+  function addRating(item) {
+    if (!state.conversationId || item.querySelector(".rate")) return;
+    const path = `/v1/conversations/${encodeURIComponent(state.conversationId)}/messages/${
+      encodeURIComponent(item.dataset.messageId)}/rating`;
+    const note = el("span", { class: "msg-note", role: "status", "data-testid": "rate-note" });
+    const thumbs = [["thumbUp", 1, "👍"], ["thumbDown", 0, "👎"]].map(([key, score, face]) => {
+      const b = el("button", {
+        type: "button", class: "thumb", "data-testid": key === "thumbUp" ? "thumb-up" : "thumb-down",
+        "aria-pressed": "false", "data-i18n-aria-label": key, "data-score": String(score), text: face,
+      });
+      b.setAttribute("aria-label", t(key));
+      b.addEventListener("click", async () => {
+        if (await sendRating(path, { kind: "thumbs", score }, note)) press(thumbs, b);
+      });
+      return b;
+    });
+    let stars = 0;
+    const more = commentBox("rate-comment", (comment) => {
+      if (stars) sendRating(path, { kind: "stars", score: stars, comment }, note).then((ok) => { if (ok) more.hidden = true; });
+    });
+    const starRow = starButtons("star", async (n, buttons) => {
+      if (await sendRating(path, { kind: "stars", score: n }, note)) { stars = n; press(buttons, n); more.hidden = false; }
+    });
+    const group = el("div", { class: "rate", role: "group", "data-i18n-aria-label": "rateGroup", "data-testid": "rate" },
+      [...thumbs, el("span", { class: "stars" }, starRow), note]);
+    group.setAttribute("aria-label", t("rateGroup"));
+    item.append(group, more);
+    armIdleCsat();
+  }
+
+  function askCsat() {
+    if (state.csatAsked || !state.conversationId || !ui.log.querySelector("[data-message-id]")) return false;
+    state.csatAsked = true;
+    clearTimeout(state.idleTimer);
+    const path = `/v1/conversations/${encodeURIComponent(state.conversationId)}/rating`;
+    const note = el("span", { class: "msg-note", role: "status", "data-testid": "csat-note" });
+    let score = 0;
+    const more = commentBox("csat-comment", (comment) => {
+      if (score) sendRating(path, { score, comment }, note).then((ok) => { if (ok) { more.hidden = true; note.textContent = t("csatThanks"); } });
+    });
+    const row = starButtons("csat", async (n, buttons) => {
+      if (await sendRating(path, { score: n }, note)) {
+        score = n; press(buttons, n); more.hidden = false; note.textContent = t("csatThanks");
+      }
+    });
+    const group = el("div", { class: "rate csat", role: "group", "data-i18n-aria-label": "csatGroup" },
+      [el("span", { class: "stars" }, row), note]);
+    group.setAttribute("aria-label", t("csatGroup"));
+    const stick = nearBottom();
+    const item = el("li", { class: "msg", "data-role": "csat", "data-testid": "csat" }, [
+      el("div", { class: "bubble", "data-i18n": "csatAsk", text: t("csatAsk") }), group, more,
+    ]);
+    ui.log.append(item);
+    keepScrolled(true);
+    row[0].focus({ preventScroll: true });
+    return true;
+  }
+
+  function armIdleCsat() {
+    clearTimeout(state.idleTimer);
+    if (!state.csatAsked) state.idleTimer = setTimeout(askCsat, CSAT_IDLE_MS);
   }
 
   function showError(message) {
@@ -692,6 +837,8 @@
     stopListening();
     state.handoff = null;
     state.statusItem = null;
+    state.csatAsked = false;
+    clearTimeout(state.idleTimer);
     forgetConversation();
     ui.log.replaceChildren();
     setBusy(false);
@@ -732,6 +879,7 @@
   });
   ui.input.addEventListener("input", () => { autosize(); updateComposer(); });
   ui.newChat.addEventListener("click", newChat);
+  ui.endChat.addEventListener("click", () => { if (!askCsat()) ui.input.focus(); });
   ui.langToggle.addEventListener("click", toggleLang);
   ui.log.addEventListener("click", openCitation);
 
