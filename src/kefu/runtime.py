@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kefu.kb.service import KnowledgeService
     from kefu.kb.types import Embedder
     from kefu.kb.worker import KbWorker
+    from kefu.reports.weekly import FailureReportWorker
     from kefu.safety.pii import PiiVault
     from kefu.safety.scope import ScopeGuard
     from kefu.storage.factory import Stores
@@ -48,6 +49,7 @@ class Runtime:
     handoffs: HandoffDesk
     live: LiveHub  # events for the customer's and the agents' event streams
     worker: KbWorker | None = None  # the knowledge base's background refresh/sync (start_background)
+    failure_reports: FailureReportWorker | None = None  # the weekly top failures (issue #13 part 3)
 
     @property
     def kb(self) -> KnowledgeBase:
@@ -61,10 +63,20 @@ class Runtime:
         if self.worker is None:
             self.worker = KbWorker.from_settings(self.knowledge, self.settings)
         self.worker.start()
+        if self.failure_reports is None and not self.settings.celery_broker_url:  # else the Celery beat
+            from kefu.reports.weekly import FailureReportWorker
+
+            embedder = self.knowledge.embedder
+            engine = self.stores.engine
+            self.failure_reports = FailureReportWorker(self.settings, engine, self.assistant.kb, embedder)
+        if self.failure_reports is not None:
+            self.failure_reports.start()  # KEFU_FAILURE_REPORT_DAY=off: nothing
 
     async def stop_background(self) -> None:
         if self.worker is not None:
             await self.worker.stop()
+        if self.failure_reports is not None:
+            await self.failure_reports.stop()
 
     async def aclose(self) -> None:
         await self.stop_background()

@@ -9,6 +9,7 @@ Tasks, on the queue ``kefu`` (results in the broker's Redis, or ``rpc://`` for A
     kefu.kb.sync_due                re-read every registered source whose interval has passed (hourly)
     kefu.kb.sync_source(source_id)  re-read one source now
     kefu.kb.ingest(targets)         parse files, folders or URLs (paths as the worker sees them)
+    kefu.reports.failures           the weekly top failures report (KEFU_FAILURE_REPORT_DAY/_HOUR, local)
 
 Each returns ``IngestReport.to_dict()`` (sync_due: a list of them). The worker writes versions to
 KEFU_DATABASE_URL — the servers' database — and the servers' refresh tick serves them within
@@ -68,9 +69,12 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         beat_schedule={
             "kb-sync-due": {"task": "kefu.kb.sync_due", "schedule": SYNC_DUE_SECONDS},
+            **failure_report_schedule(settings),
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        timezone=settings.handoff_timezone,  # the weekly report's day and hour are local time
     )
+    app.task(name="kefu.reports.failures")(failure_report)
     app.task(name="kefu.kb.sync_due")(sync_due)
     app.task(name="kefu.kb.sync_source")(sync_source)
     app.task(name="kefu.kb.ingest")(ingest)
@@ -121,6 +125,28 @@ def ingest(targets: list[str], register: bool = True, interval_seconds: int | No
     )
     _log(report)
     return report
+
+
+def failure_report_schedule(settings: Settings) -> dict[str, Any]:
+    """The beat entry of the weekly top failures report (none when KEFU_FAILURE_REPORT_DAY=off)."""
+    from celery.schedules import crontab
+
+    if settings.failure_report_day == "off":
+        return {}
+    every = crontab(minute=0, hour=settings.failure_report_hour, day_of_week=settings.failure_report_day)
+    return {"kefu-failure-report": {"task": "kefu.reports.failures", "schedule": every}}
+
+
+def failure_report() -> dict[str, Any]:
+    """The top failures of the last 7 days, written under data_dir/reports and posted to the webhook."""
+    from kefu.kb.service import LiveRetriever
+    from kefu.reports.weekly import run_failure_report
+
+    service = knowledge()
+    service.refresh()  # the servers' newest version: "retrieval missed" is judged on what they serve
+    engine = _open[os.getpid()][1]
+    report, paths = run_failure_report(load_settings(), engine, LiveRetriever(service), service.embedder)
+    return report.summary() | {"files": [str(p) for p in paths]}
 
 
 # ---------------------------------------------------------------------------------------- the KB
