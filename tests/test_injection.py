@@ -20,9 +20,11 @@ from kefu.safety.injection import (
     InjectionVerdict,
     detect_injection,
     leaks_prompt,
+    pattern_verdict,
     refusal_text,
     sanitize_source,
 )
+from kefu.safety.injection_classifier import use_classifier
 from kefu.safety.injection_rules import KINDS, load_rules
 
 SUITE = yaml.safe_load(
@@ -164,17 +166,28 @@ def test_refusal_for_an_unknown_language_is_chinese():
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_any_unicode_text_gets_a_verdict_and_a_clean_source(text: str):
-    verdict = detect_injection(text)
+    use_classifier(False)  # the first layer alone on hundreds of texts; both layers: the next test
+    try:
+        verdict = detect_injection(text)
+    finally:
+        use_classifier(True)
     assert isinstance(verdict.is_attack, bool) and 0.0 <= verdict.score <= 1.0
     assert (verdict.kind is None) == (not verdict.is_attack)
     assert isinstance(sanitize_source(text), str)
     assert isinstance(leaks_prompt(text, text), bool)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.text(max_size=200))
+def test_any_unicode_text_gets_a_verdict_from_both_layers(text: str):
+    verdict = detect_injection(text)
+    assert 0.0 <= verdict.score <= 1.0 and (verdict.kind is None) == (not verdict.is_attack)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.sampled_from("Aa0+/=\\ux%&#;1 忽略指令\u200b\uff21"), max_size=400))
 def test_encoded_looking_noise_never_crashes(text: str):
-    detect_injection(text)
+    pattern_verdict(text)
     sanitize_source(text)
 
 
