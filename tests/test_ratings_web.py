@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+import test_handoff_e2e as console
 from conftest import live_server
 from kefu.api.app import create_app
 from kefu.config import Settings
@@ -25,8 +26,8 @@ ADMIN = "admin-token-for-the-ratings-page-test"
 
 
 class Served:
-    def __init__(self, url: str, model: ScriptedModel) -> None:
-        self.url, self.model = url, model
+    def __init__(self, url: str, model: ScriptedModel, settings: Settings) -> None:
+        self.url, self.model, self.settings = url, model, settings
 
 
 @pytest.fixture
@@ -35,9 +36,9 @@ def serve(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Serv
     with ExitStack() as stack:
 
         def start(**overrides: object) -> Served:
-            model = ScriptedModel()
-            app = create_app(make_settings(kb_dir=MINI_KB, **overrides), model=model)
-            return Served(stack.enter_context(live_server(app)), model)
+            model, settings = ScriptedModel(), make_settings(kb_dir=MINI_KB, **overrides)
+            app = create_app(settings, model=model)
+            return Served(stack.enter_context(live_server(app)), model, settings)
 
         yield start
 
@@ -93,3 +94,25 @@ def test_english_labels_for_the_rating_buttons(serve, open_page):  # noqa: F811
     expect(answer.get_by_test_id("thumb-down")).to_have_attribute("aria-label", "Not helpful")
     expect(answer.get_by_test_id("star-3")).to_have_attribute("aria-label", "3 stars")
     expect(page.get_by_test_id("end-chat")).to_have_text("End chat")
+
+
+def test_the_agent_console_shows_the_ratings(serve, open_page, monkeypatch):  # noqa: F811
+    served = serve()
+    console.add_agent(served.settings, monkeypatch)
+    customer = open_page(served.url)
+    served.model.enqueue("我们默认使用中通快递，江浙沪 1–2 天送达 [1]。")
+    answer = ask(customer, Q1)
+    answer.get_by_test_id("thumb-down").click()
+    expect(answer.get_by_test_id("rate-note")).to_have_text("感谢您的反馈")
+    customer.get_by_test_id("end-chat").click()
+    customer.get_by_test_id("csat").get_by_test_id("csat-2").click()
+    expect(customer.get_by_test_id("csat-note")).to_have_text("感谢您的评价！")
+    ask(customer, "转人工")
+    cid = console.customer_id(customer)
+
+    agent = open_page(f"{served.url}/agent")
+    console.sign_in(agent)
+    console.queue_item(agent, cid).click()
+    rated = console.history(agent, "assistant").first.get_by_test_id("rating")
+    expect(rated).to_have_text("👎")
+    expect(agent.locator("[data-testid=rating][data-kind=csat]")).to_have_text("满意度 2/5")

@@ -5,6 +5,7 @@
  *            GET  /v1/agent/events?token=…                      → text/event-stream (queue, customer_message)
  *            GET  /v1/agent/conversations/{cid}                 → {handoff, summary, messages}
  *            POST /v1/agent/conversations/{cid}/messages {text} → {message}
+ *            GET  /v1/conversations/{cid}/ratings               → the customer's ratings (👍/👎, stars, CSAT)
  *            POST /v1/agent/handoffs/{hid}/take | release | close
  * Every call but login carries "Authorization: Bearer <token>"; the token lives in sessionStorage only.
  * All server text is put in the page through textContent (never innerHTML).
@@ -40,6 +41,8 @@
       paneEmpty: "从左侧选择一个会话查看记录并接入。",
       back: "‹ 返回列表",
       conversation: "会话 {id}",
+      csatBadge: "满意度 {n}/5",
+      starsBadge: "{n} 星",
       take: "接入",
       release: "交还机器人",
       close: "结束会话",
@@ -129,6 +132,8 @@
       paneEmpty: "Pick a conversation on the left to read it and take over.",
       back: "‹ Back to list",
       conversation: "Conversation {id}",
+      csatBadge: "CSAT {n}/5",
+      starsBadge: "{n} stars",
       take: "Take over",
       release: "Hand back",
       close: "Close",
@@ -680,8 +685,29 @@
       for (const message of body.messages || []) addMessage(message);
       renderPane();
       if (!options.quiet) scrollHistory(true);
+      showRatings(cid);
     } catch (err) {
       if (!options.quiet && err.status !== 401) showPaneError(err.message);
+    }
+  }
+
+  /** The customer's ratings as badges: 👍/👎 and stars on the rated answers, CSAT under the summary. */
+  async function showRatings(cid) {
+    let body;
+    try { body = await api(`/v1/conversations/${encodeURIComponent(cid)}/ratings`); } catch (_) { return; }
+    if (!state.open || state.open.cid !== cid) return;
+    for (const old of document.querySelectorAll("[data-testid=rating]")) old.remove();
+    for (const r of body.data || []) {
+      const text = r.kind === "thumbs" ? (r.score ? "👍" : "👎")
+        : t(r.kind === "csat" ? "csatBadge" : "starsBadge", { n: r.score });
+      const badge = el("span", {
+        class: `kind rating r-${r.kind}`, "data-testid": "rating", "data-kind": r.kind,
+        "data-score": String(r.score), text: r.comment ? `${text} 「${r.comment}」` : text,
+      });
+      const target = r.message_id
+        ? ui.history.querySelector(`[data-message-id="${CSS.escape(r.message_id)}"] .msg-head`)
+        : ui.summary.parentElement;
+      if (target) target.append(badge);
     }
   }
 
