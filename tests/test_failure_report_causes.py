@@ -15,7 +15,7 @@ from kefu.config import Settings
 from kefu.llm.testing import ScriptedModel
 from kefu.reports import build_failure_report
 from kefu.reports.clusters import ClusterSettings, cluster_cases, explain
-from kefu.reports.failures import FailedCase
+from kefu.reports.failures import FailedCase, find_failures
 from kefu.reports.weekly import cluster_settings
 
 SHIPPING = ["运费多少", "新疆运费多少", "运费要多少钱"]  # grounded in docs/shipping.md
@@ -71,3 +71,24 @@ def test_failed_flows_are_policy_and_anger_is_handoff(make_settings: Callable[..
     assert causes == {frozenset({"anger"}): (2, "handoff"), frozenset({"flow_failed"}): (2, "policy")}
     assert clusters[0].signals == {"anger": 2}  # anger weighs more than a failed flow
     assert "2 angry" in clusters[0].fix and "2 failed flow(s)" in clusters[1].fix
+
+
+def test_the_finder_reads_sqlite_and_postgresql_alike(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    settings = make_settings(kb_dir=MINI_KB, database_url=database_url, kb_index_backend="memory")
+    with TestClient(create_app(settings, model=ScriptedModel())) as client:
+        for question in ["你们有线下实体店吗？", "你们的质量太差了，我要投诉"]:
+            ask(client, new_conversation(client), question)
+        answered = new_conversation(client)
+        ask(client, answered, "支持花呗付款吗？")
+        ask(client, answered, "转人工")
+        engine = client.app.state.runtime.stores.engine  # type: ignore[attr-defined]
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        found = find_failures(engine, now - timedelta(days=7), now)
+        assert find_failures(engine, now - timedelta(days=14), now - timedelta(days=7)) == []
+    assert [(c.question, c.signals) for c in found] == [
+        ("你们有线下实体店吗？", ["not_in_kb"]),
+        ("你们的质量太差了，我要投诉", ["complaint"]),
+        ("支持花呗付款吗？", ["handoff"]),
+    ]
