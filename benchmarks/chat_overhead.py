@@ -93,7 +93,7 @@ async def drive_kefu(
     server: list[float] = []
     kinds: Counter[str] = Counter()
     async with httpx.AsyncClient(
-        base_url=base, timeout=60, limits=httpx.Limits(max_connections=conversations, keepalive_expiry=2)
+        base_url=base, timeout=300, limits=httpx.Limits(max_connections=conversations, keepalive_expiry=2)
     ) as http:
 
         async def conversation(n: int) -> None:
@@ -121,7 +121,7 @@ async def drive_bare(base: str, conversations: int, turns: int) -> tuple[list[fl
     client_ms: list[float] = []
     server: list[float] = []
     async with httpx.AsyncClient(
-        base_url=base, timeout=60, limits=httpx.Limits(max_connections=conversations, keepalive_expiry=2)
+        base_url=base, timeout=300, limits=httpx.Limits(max_connections=conversations, keepalive_expiry=2)
     ) as http:
 
         async def conversation(n: int) -> None:
