@@ -103,6 +103,7 @@
 
   const STORE_LANG = "kefu.lang";
   const STORE_CONVERSATION = "kefu.conversation";
+  const STORE_CSAT = "kefu.csat"; // the conversation whose CSAT prompt was shown
   const DEFAULT_SHOP = "小铺优选";
   const DEFAULT_MAX = 4000;
   const MARKER = /\[(\d{1,3})\]/g;
@@ -470,7 +471,9 @@
 
   function askCsat() {
     if (state.csatAsked || !state.conversationId || !ui.log.querySelector("[data-message-id]")) return false;
+    if (readStorage(sessionStorage, STORE_CSAT) === state.conversationId) return false; // asked before a reload
     state.csatAsked = true;
+    writeStorage(sessionStorage, STORE_CSAT, state.conversationId);
     clearTimeout(state.idleTimer);
     const path = `/v1/conversations/${encodeURIComponent(state.conversationId)}/rating`;
     const note = el("span", { class: "msg-note", role: "status", "data-testid": "csat-note" });
