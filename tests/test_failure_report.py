@@ -111,7 +111,9 @@ def test_the_top_clusters_their_counts_causes_and_fixes(week: tuple[TestClient, 
     assert {c.question for c in missed.cases} == {*MISSED, "支持花呗付款吗？"}
     assert missed.signals == {"handoff": 1, "not_in_kb": 4}
     assert missed.target is not None and missed.target["chunk_id"] == "faq:pay-001"
-    assert "FAQ pay-001" in missed.fix and missed.representative in missed.fix
+    assert missed.fix.endswith("as similar questions (match keys) of FAQ pay-001 (支持花呗付款吗？)")
+    keys = missed.fix.split("「", 1)[1].split("」 as similar")[0].split("」「")
+    assert len(keys) == 3 and set(keys) <= set(MISSED)  # the questions it missed, not the FAQ's own
     assert missing.signals == {"not_in_kb": 6} and "Add an FAQ entry" in missing.fix
     assert complaints.signals == {"complaint": 3}
     assert {c.question for c in complaints.cases} == set(COMPLAINTS)

@@ -209,11 +209,12 @@ def suggest_fix(cluster: Cluster) -> str:
         return f"Add an FAQ entry (or a document section) answering: 「{question}」"
     if cluster.cause == "retrieval" and cluster.target is not None:
         t = cluster.target
+        keys = "」「".join(_missed_questions(cluster))
         if t["kind"] == "faq":
             faq_id = t["chunk_id"].removeprefix("faq:")
-            return f"Add 「{question}」 as a similar question (match key) of FAQ {faq_id} ({t['title']})"
+            return f"Add 「{keys}」 as similar questions (match keys) of FAQ {faq_id} ({t['title']})"
         return (
-            f"Add an FAQ entry for 「{question}」 from {t['source']} ({t['title']}), "
+            f"Add an FAQ entry for 「{keys}」 from {t['source']} ({t['title']}), "
             "or word that section the way customers ask"
         )
     if cluster.cause == "model":
@@ -227,8 +228,21 @@ def suggest_fix(cluster: Cluster) -> str:
             f"Review the flow or policy these conversations hit ({s.get('flow_failed', 0)} failed flow(s), "
             f"{s.get('sensitive', 0)} sensitive refusal(s)): its rules, its questions and its failure reply"
         )
+    counts = {"handoff": "after a bot answer", "complaint": "complaint(s)", "anger": "angry"}
+    why = ", ".join(f"{s[name]} {words}" for name, words in counts.items() if s.get(name))
+    if s.get("handoff"):
+        return (
+            f"Customers wanted a person about 「{question}」 ({why}): the bot's answer did not settle it — "
+            "make it answer the actual question (or add a flow that resolves it)"
+        )
     return (
-        f"Customers wanted a person about 「{question}」 ({s.get('handoff', 0)} after a bot answer, "
-        f"{s.get('complaint', 0)} complaint(s), {s.get('anger', 0)} angry): review the bot's answer and "
-        "add an answer or a flow that resolves it, or route it straight to the right team"
+        f"Customers wanted a person about 「{question}」 ({why}): route it straight to the right team with "
+        "an apology, and fix the cause the complaints name"
     )
+
+
+def _missed_questions(cluster: Cluster) -> list[str]:
+    """Up to 3 distinct questions retrieval missed (nearest the centroid first): the match keys to add."""
+    missed = [c.question for c in cluster.examples if {"not_in_kb", "low_rating"} & set(c.signals)]
+    missed += [c.question for c in cluster.cases if {"not_in_kb", "low_rating"} & set(c.signals)]
+    return list(dict.fromkeys(missed or [cluster.representative]))[:EXAMPLES]
