@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from kefu import __version__
+from kefu.cli_ab import ab_app
 from kefu.cli_export import export_app
 from kefu.cli_kb import kb_app
 from kefu.cli_reports import report_failures
@@ -34,6 +35,7 @@ app = typer.Typer(
 err = Console(stderr=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(export_app, name="export")  # kefu export ratings (issue #13)
+app.add_typer(ab_app, name="ab")  # kefu ab list | report | stop (issue #13 part 2)
 
 
 def _serve(

@@ -264,6 +264,11 @@ class Settings(BaseSettings):
     failure_report_similarity: float = Field(default=0.88, gt=0, le=1)
     failure_report_near_miss: float = Field(default=0.05, ge=0, le=0.5)
 
+    # A/B tests of dialog strategies (issue #13 part 2, kefu.experiments): a YAML file of experiments,
+    # each two or more arms overriding the knowledge stage (answer mode, top-k, thresholds, model route,
+    # temperature) with a traffic split; a conversation keeps its arm. Empty → no experiment runs.
+    experiments: Path | None = None
+
     # Server
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -327,6 +332,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KEFU_MODELS is set but KEFU_LLM={self.llm} uses no model matrix; set KEFU_LLM=openai "
                 "(or local, when a matrix model is kind: local) or unset KEFU_MODELS"
+            )
+        if self.experiments is not None and not self.experiments.is_file():
+            raise ValueError(
+                f"KEFU_EXPERIMENTS points to {str(self.experiments)!r}, which is not a file; "
+                "copy docs/experiments.example.yaml and point KEFU_EXPERIMENTS at it (or unset it)"
             )
         if self.grounded_threshold > self.faq_direct_threshold:
             raise ValueError("KEFU_GROUNDED_THRESHOLD must not exceed KEFU_FAQ_DIRECT_THRESHOLD")

@@ -151,6 +151,9 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         ),
     )
     assistant.answers = answer_cache(settings, assistant, knowledge)  # KEFU_ANSWER_CACHE
+    from kefu.experiments import Experiments  # KEFU_EXPERIMENTS: A/B tests of the knowledge stage
+
+    assistant.experiments = Experiments.load(settings)
     assistant.locks = build_locks(settings.redis_url, settings.conversation_lock_ttl)  # across replicas
     try:
         assistant.handoffs = await handoff_desk(settings, stores, audit_log, assistant.redact)

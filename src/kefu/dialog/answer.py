@@ -36,3 +36,5 @@ class Answer:
     route: str = ""  # the model route chosen for this turn ("faq", "complex", …; see llm/routing)
     cost: float = 0.0  # what this turn's model calls cost, in the matrix's currency units
     cache: str = ""  # "exact" / "semantic" when the answer came from the answer cache, else ""
+    experiment: str = ""  # the A/B test the conversation is in (kefu.experiments), recorded per turn
+    arm: str = ""  # …and its arm there

@@ -73,10 +73,13 @@ class CacheKey:
     mode: str  # KEFU_ANSWER_MODE
     lang: str
     prompts: str = PROMPT_VERSION
+    arm: str = ""  # an A/B test's "experiment/arm" (kefu.experiments): arms never share answers
 
     @property
     def digest(self) -> str:
-        parts = (_FORMAT, self.kb_version, self.model, self.mode, self.lang, self.prompts)
+        parts: tuple[str, ...] = (_FORMAT, self.kb_version, self.model, self.mode, self.lang, self.prompts)
+        if self.arm:
+            parts = (*parts, self.arm)
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -202,6 +205,7 @@ class CacheStage:
     settings: Settings
     kb: Retriever | None
     model: ChatModel | None
+    arm: str = ""  # the A/B test arm this stage serves ("experiment/arm"), part of every key
     _model: str = field(default="", repr=False)
 
     @classmethod
@@ -219,7 +223,7 @@ class CacheStage:
     def key(self, kb_version: str, lang: Lang) -> CacheKey:
         if not self._model:
             self._model = model_fingerprint(self.settings, self.model)
-        return CacheKey(kb_version, self._model, self.settings.answer_mode, lang)
+        return CacheKey(kb_version, self._model, self.settings.answer_mode, lang, arm=self.arm)
 
     async def plan(self, state: SessionState, question: str, lang: Lang) -> Answer | None:
         """The cached answer for this question, as an Answer that needs no model, or None."""

@@ -40,6 +40,7 @@ from kefu.tools.audited import calls_for
 if TYPE_CHECKING:
     from kefu.dialog.cache import CacheStage
     from kefu.dialog.handoff import HandoffDesk
+    from kefu.experiments import Assignment, Experiments
 
 log = logging.getLogger("kefu.dialog")
 
@@ -100,6 +101,8 @@ class Assistant:
     embedder: Embedder | None = None  # the KB's embedder: sentences by meaning across languages
     answers: CacheStage | None = None  # the answer cache: knowledge answers again, without search or model
     metrics: Metrics | None = None  # Prometheus metrics of each turn (kefu.observe); None: not recorded
+    # A/B tests (kefu.experiments): a conversation's arm changes the knowledge stage and its cache only
+    experiments: Experiments | None = None
     _knowledge: KnowledgeStage | None = field(default=None, repr=False)
 
     def knowledge(self) -> KnowledgeStage:
@@ -107,6 +110,12 @@ class Assistant:
         if self._knowledge is None:
             self._knowledge = KnowledgeStage(self.settings, self.kb, self.model, self.embedder, self.flows)
         return self._knowledge
+
+    def _stages(self, arm: Assignment | None) -> tuple[KnowledgeStage, CacheStage | None]:
+        """The knowledge stage and answer cache of this turn: the arm's in an A/B test, else the base ones."""
+        if arm is None or self.experiments is None:
+            return self.knowledge(), self.answers
+        return self.experiments.stages(arm, self.knowledge(), self.answers)
 
     async def start_conversation(self, channel: str, external_user: str | None = None) -> ConversationRecord:
         record = await to_thread.run_sync(
@@ -202,7 +211,11 @@ class Assistant:
             yield Done(None)
             return
         lang = detect_language(question)
-        plan = await self._plan(state, question, lang)
+        arm = self.experiments.assign(conversation_id) if self.experiments is not None else None
+        plan = await self._plan(state, question, lang, arm)
+        if arm is not None and arm.recorded:  # on every turn of the conversation, whatever answered it
+            plan.experiment, plan.arm = arm.experiment, arm.arm.name
+        knowledge, answers = self._stages(arm)
         if desk is not None:
             await self._hand_off(desk, plan, state, question, lang, escalate)
         yield Meta(
@@ -221,10 +234,10 @@ class Assistant:
         if plan.cache:  # the cached reply as it was sent: no model
             yield Delta(plan.text)
         else:
-            async for piece in self.knowledge().produce(plan, state, question, lang):
+            async for piece in knowledge.produce(plan, state, question, lang):
                 yield Delta(piece)
-            if self.answers is not None:  # before the notices, which every turn adds itself
-                await self.answers.keep(state, question, plan, lang)
+            if answers is not None:  # before the notices, which every turn adds itself
+                await answers.keep(state, question, plan, lang)
         if plan.reminder and plan.flow_state is not None:  # after the answer, however it was written
             plan.text += plan.reminder
             yield Delta(plan.reminder)
@@ -248,6 +261,8 @@ class Assistant:
                 route=plan.route or ("complaint" if plan.topic == "complaint" else None),
                 cost=plan.cost,
                 cache=plan.cache or None,
+                experiment=plan.experiment or None,
+                experiment_arm=plan.arm or None,
             )
         )
         if self.audit is not None:
@@ -271,7 +286,9 @@ class Assistant:
         state = await to_thread.run_sync(lambda: self.sessions.load(conversation_id))
         return state or SessionState(session_id=conversation_id, conversation_id=conversation_id)
 
-    async def _plan(self, state: SessionState, question: str, lang: Lang) -> Answer:
+    async def _plan(
+        self, state: SessionState, question: str, lang: Lang, arm: Assignment | None = None
+    ) -> Answer:
         kind = route(question)
         if kind == "greeting":
             return Answer("smalltalk", text=prompts.GREETING[lang].format(shop=self.settings.shop_name))
@@ -296,9 +313,10 @@ class Assistant:
             verdict = await to_thread.run_sync(lambda: scope.check(question))
             if not verdict.in_scope:
                 answer = Answer("refused", text=scope.refusal_text(verdict.topic, lang), topic=verdict.topic)
-        if answer is None and self.answers is not None:  # asked before: the same answer, no search or model
-            answer = await self.answers.plan(state, question, lang)
-        answer = answer or await self.knowledge().plan(state, question, lang)
+        knowledge, answers = self._stages(arm)  # an A/B test's arm reaches this stage only
+        if answer is None and answers is not None:  # asked before: the same answer, no search or model
+            answer = await answers.plan(state, question, lang)
+        answer = answer or await knowledge.plan(state, question, lang)
         waiting = (
             self.flows.waiting_for(FlowState.from_json(state.flow)) if state.flow and self.flows else None
         )

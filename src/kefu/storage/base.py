@@ -50,6 +50,8 @@ class MessageRecord:
     cache: str | None = None  # "exact" / "semantic" when the reply came from the answer cache
     # a customer message's id given by the client (Idempotency-Key): a retry is answered, not stored again
     client_id: str | None = None
+    experiment: str | None = None  # the A/B test this answer was given under (kefu.experiments)
+    experiment_arm: str | None = None  # …and the conversation's arm in it
 
 
 @runtime_checkable

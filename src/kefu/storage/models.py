@@ -81,6 +81,7 @@ class MessageRow(Base):
         Unique("conversation_id", "seq", name="uq_messages_conversation_seq"),
         Index("ix_messages_created_at", "created_at", "cost"),  # the daily budget: an index-only sum (0006)
         Unique("conversation_id", "client_id", name="uq_messages_conversation_client"),  # retries (0007)
+        Index("ix_messages_experiment", "experiment", "experiment_arm"),  # kefu ab report (0009)
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -101,6 +102,8 @@ class MessageRow(Base):
     cost: Mapped[float | None] = mapped_column(Float)  # the turn's model cost, in the matrix's currency
     cache: Mapped[str | None] = mapped_column(String(16))  # "exact" / "semantic": an answer-cache hit
     client_id: Mapped[str | None] = mapped_column(String(64))  # the client's message id (Idempotency-Key)
+    experiment: Mapped[str | None] = mapped_column(String(64))  # the A/B test of the turn (0009)
+    experiment_arm: Mapped[str | None] = mapped_column(String(64))  # …and its arm (kefu.experiments)
     created_at: Mapped[datetime]
 
 

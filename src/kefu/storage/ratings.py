@@ -205,6 +205,7 @@ def _snapshot(row: RatingRow, message: MessageRow | None, conversation_id: str, 
     row.kb_version = versions[0] if versions else None
     row.citations = [str(c["chunk_id"]) for c in cites if isinstance(c, dict) and c.get("chunk_id")]
     row.route, row.model, row.answer_kind = message.route, message.model, message.answer_kind
+    row.experiment_arm = message.experiment_arm  # the A/B test's arm the answer was given in
 
 
 def _record(row: RatingRow) -> RatingRecord:

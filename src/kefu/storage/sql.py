@@ -44,6 +44,8 @@ _META_DEFAULTS: dict[str, Any] = {
     "route": None,
     "cost": None,
     "cache": None,
+    "experiment": None,
+    "experiment_arm": None,
 }
 # The blind index's purpose string; changing it orphans every stored index.
 EXTERNAL_USER_INDEX = "conversations.external_user"
@@ -239,4 +241,6 @@ def _message_record(row: MessageRow) -> MessageRecord:
         cost=row.cost,
         cache=row.cache,
         client_id=row.client_id,
+        experiment=row.experiment,
+        experiment_arm=row.experiment_arm,
     )
