@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 # llama-cpp-python is built from source, portable (x86-64: AVX2/FMA/F16C, no AVX-512), once per machine
 # into ~/.cache/kefu/wheels/<flags hash>/; CMAKE_ARGS=… replaces the flags (see scripts/install-local-model.sh).
 
-.PHONY: demo test install install-dev local-model browser lint typecheck check bench eval fuzz clean
+.PHONY: demo test install install-dev local-model browser lint typecheck check bench eval fuzz lora-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kefu needs Python 3.11 or newer"'
@@ -50,6 +50,10 @@ bench:  ## server overhead vs a bare ASGI endpoint (fake model), local-model TTF
 
 fuzz:  ## API fuzzing: Schemathesis on every operation of a running kefu (no 5xx, the error shape on every 4xx)
 	$(BIN)/python scripts/api_fuzz.py
+
+lora-smoke: $(BIN)/python  ## LoRA recipe smoke test: installs .[finetune] (torch, ~5.5 GB, minutes) then trains a tiny model
+	$(BIN)/pip install --quiet -e '.[finetune]'
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/test_lora_smoke.py -q -rs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -52,3 +52,38 @@ def ratings(
                 handle.write(line)
                 count += 1
         typer.echo(f"wrote {count} ratings to {output}", err=True)
+
+
+@export_app.command("finetune")
+@friendly_errors
+def finetune(
+    out: Annotated[Path, typer.Option("--out", help="Directory for train.jsonl and validation.jsonl.")],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only ratings and agent replies since: 30d (days back) or an ISO date."),
+    ] = None,
+    validation: Annotated[
+        float, typer.Option(help="Share of conversations in validation.jsonl (stable hash of the id).")
+    ] = 0.1,
+) -> None:
+    """Well-rated answers and agent-corrected answers as OpenAI chat fine-tuning JSONL (issue #13 part 5):
+    the bot's system prompt with its sources, redacted, deduplicated, split by conversation."""
+    from datetime import UTC, datetime, timedelta
+
+    from kefu.cli import _handoff_store, _parse_since
+    from kefu.config import load_settings
+    from kefu.errors import InvalidInput
+    from kefu.learning.finetune import collect
+
+    settings = load_settings()
+    if not 0.0 <= validation < 1.0:
+        raise InvalidInput(f"--validation {validation} is not in [0, 1); use e.g. 0.1 for 10 %")
+    if since is not None and since.endswith("d") and since[:-1].isdigit():
+        start: datetime | None = datetime.now(UTC) - timedelta(days=int(since[:-1]))
+    else:
+        start = _parse_since(since, settings)
+    with _handoff_store(settings) as store:
+        result = collect(store.engine, shop=settings.shop_name, since=start, validation=validation)
+    train, valid = result.write(out)
+    typer.echo(result.summary())
+    typer.echo(f"wrote {train} and {valid}")
