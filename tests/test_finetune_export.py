@@ -102,7 +102,8 @@ def test_export_keeps_good_and_agent_corrected_answers(
     )
     store.add_message(handed, "user", "转人工")
     store.add_message(handed, "assistant", "好的，正在为您转接。", answer_kind="handoff")
-    store.add_message(handed, "agent", "新疆可以发货，约 5-7 天送达。")
+    store.add_message(handed, "agent", "好的，稍等")  # a holding reply: not the correction
+    store.add_message(handed, "agent", "新疆可以发货，约 5-7 天送达，请放心。")
     store.add_message(handed, "agent", "还有别的问题吗？")  # only the first agent reply is the correction
 
     untouched = store.create_conversation(channel="web").id  # unrated, no agent: nothing
@@ -113,7 +114,10 @@ def test_export_keeps_good_and_agent_corrected_answers(
     assert pairs == {
         ("多久发货？", "付款后 48 小时内发货 [1]。"),
         ("可以退货吗？我电话 [手机号_1]", "签收后 7 天内可无理由退货 [1]。"),  # redacted again on the way out
-        ("新疆能发货吗？", "新疆可以发货，约 5-7 天送达。"),  # the agent's answer to the bot's question
+        (
+            "新疆能发货吗？",
+            "新疆可以发货，约 5-7 天送达，请放心。",
+        ),  # the agent's answer to the bot's question
     }
     assert {e.message_id for e in result.examples} == {
         ship,
@@ -121,6 +125,7 @@ def test_export_keeps_good_and_agent_corrected_answers(
         next(e.message_id for e in result.examples if e.source == "agent"),
     }
     assert result.skipped == {
+        "agent_reply_too_short": 1,
         "duplicate": 1,
         "low_rated": 2,
         "kind_smalltalk": 1,

@@ -8,8 +8,9 @@ What becomes an example (one question, one answer; OpenAI chat fine-tuning forma
 
 * a **well-rated answer**: a bot answer rated 👍 or 4-5 stars, or any answer of a conversation with
   CSAT >= 4 — unless the answer itself was rated 👎 or 1-3 stars (the answer's own rating wins);
-* an **agent-corrected answer**: the first agent reply after a bot answer of a knowledge kind (faq,
-  grounded, policy, no_answer) — the agent's words become the target for the question the bot answered.
+* an **agent-corrected answer**: the first agent reply of ``MIN_AGENT_CHARS`` or more after a bot answer
+  of a knowledge kind (faq, grounded, policy, no_answer) — the agent's words become the target for the
+  question the bot answered (shorter replies such as 「好的」 are skipped and counted).
 
 Skipped, counted by reason: answers with status ``replaced`` / ``fallback`` or a kind that is not a
 knowledge answer (smalltalk, refusals, handoff notices), low-rated answers, targets that still hold a PII
@@ -51,6 +52,7 @@ from kefu.storage.models import MessageRow, RatingRow
 KNOWLEDGE_KINDS = frozenset({"faq", "grounded", "policy", "no_answer"})
 # The same shape as kefu.safety.pii's placeholders: [手机号_1], [EMAIL_2]
 PLACEHOLDER = re.compile(r"\[([^\[\]\s_]{1,16})_([0-9]{1,6})\]")
+MIN_AGENT_CHARS = 8  # shorter agent replies (「好的」「稍等一下」) answer nothing
 TRAIN_FILE, VALIDATION_FILE = "train.jsonl", "validation.jsonl"
 
 
@@ -189,6 +191,9 @@ def _examples(
             question = row
             continue
         if row.role == "agent":
+            if answered is not None and len(_normal(row.content).replace(" ", "")) < MIN_AGENT_CHARS:
+                skipped["agent_reply_too_short"] += 1  # 「好的」「稍等」: wait for the reply that answers
+                continue
             if answered is not None:
                 asked, bot = answered
                 answered = None
