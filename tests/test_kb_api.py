@@ -96,10 +96,10 @@ def test_the_admin_api_is_off_until_a_token_is_set(client: TestClient) -> None:
 def test_every_kb_endpoint_refuses_a_missing_or_wrong_token(admin: TestClient) -> None:
     paths = admin.app.openapi()["paths"]  # type: ignore[attr-defined]
     routes = [(method, path) for path, ops in paths.items() if path.startswith("/v1/kb") for method in ops]
-    assert len(routes) == 18
+    assert len(routes) == 24  # 18 + the knowledge-gap loop's suggestions and hits (api/routes/gaps.py)
     for method, path in routes:
         url = path.replace("{doc_id}", "docs/shipping.md").replace("{number}", "1")
-        url = url.replace("{source_id}", "x")
+        url = url.replace("{source_id}", "x").replace("{suggestion_id}", "x")
         for value in ("", "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"):
             response = admin.request(method, url, headers={"Authorization": value})
             assert response.status_code == 401, (method, url, value, response.text)

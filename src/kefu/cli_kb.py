@@ -416,3 +416,6 @@ def remove_source(
             result = service.delete(gone, author="cli")
             out.print(f"v{result.version.number}: {len(gone)} documents retired" if result.version else "")
     out.print(f"source {source_id} removed")
+
+
+import kefu.cli_gaps  # noqa: E402, F401  (kefu kb suggestions | hits: issue #13 part 4)

@@ -12,6 +12,7 @@ from kefu import __version__
 from kefu.api.errors import install_error_handlers
 from kefu.api.ratelimit import RateLimiter, RateLimitPolicy, RateLimits, build_rate_limiter
 from kefu.api.routes import agent, conversations, health, metrics, openai, ratings, web
+from kefu.api.routes import gaps as gap_routes
 from kefu.api.routes import kb as kb_routes
 from kefu.api.timing import ServerTiming
 from kefu.config import Settings, load_settings
@@ -62,5 +63,6 @@ def create_app(
     app.include_router(agent.stats_router)
     app.include_router(kb_routes.router)
     app.include_router(ratings.router)  # ratings and CSAT (issue #13 part 1)
+    app.include_router(gap_routes.router)  # the knowledge-gap loop (issue #13 part 4)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

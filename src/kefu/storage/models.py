@@ -216,5 +216,33 @@ class RatingRow(Base):
     created_at: Mapped[datetime]
 
 
+class FaqSuggestionRow(Base):
+    """A suggested FAQ entry: a question the bot could not answer and the agent's reply, both redacted
+    (``kefu.kb.gaps``; migration 0010)."""
+
+    __tablename__ = "faq_suggestions"
+    __table_args__ = (
+        Unique("answer_message_id", name="uq_faq_suggestions_answer_message"),
+        Index("ix_faq_suggestions_status", "status"),
+        Index("ix_faq_suggestions_question_key", "question_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    question_key: Mapped[str] = mapped_column(String(64))  # sha256 of the normalised question
+    conversation_id: Mapped[str] = mapped_column(String(32))
+    question_message_id: Mapped[str] = mapped_column(String(32))
+    answer_message_id: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # pending | conflict | approved | rejected
+    conflict_with: Mapped[str | None] = mapped_column(String(512))  # the existing FAQ "doc_id#faq_id"
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    faq_doc_id: Mapped[str | None] = mapped_column(String(255))  # the FAQ document an approval wrote
+    kb_version: Mapped[int | None] = mapped_column(Integer)  # the KB version that approval made
+
+
 for _audit_table in (audit_log, audit_checkpoints, *KB_TABLES, kb_sources):  # KB: migrations 0004, 0005
     _audit_table.to_metadata(Base.metadata)

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kefu.api.agent_auth import AgentDep, agent_for, bearer_token, issue_token, token_key
 from kefu.api.deps import JsonBody, RuntimeDep
 from kefu.api.live_sse import live_lines
+from kefu.api.routes.gaps import suggest_after_reply
 from kefu.api.sse import sse_response
 from kefu.dialog.handoff_views import agent_message
 from kefu.dialog.live import AGENTS_CHANNEL, LiveEvent
@@ -113,9 +114,10 @@ async def conversation(conversation_id: str, agent: AgentDep, runtime: RuntimeDe
 
 @router.post("/conversations/{conversation_id}/messages", status_code=201, dependencies=[JsonBody])
 async def reply(
-    conversation_id: str, body: ReplyBody, agent: AgentDep, runtime: RuntimeDep
+    conversation_id: str, body: ReplyBody, agent: AgentDep, runtime: RuntimeDep, background: BackgroundTasks
 ) -> dict[str, Any]:
     message = await runtime.handoffs.reply(conversation_id, agent, body.text)
+    background.add_task(suggest_after_reply, runtime, conversation_id)  # knowledge gaps (issue #13 part 4)
     return {"message": agent_message(message, agent)}
 
 
