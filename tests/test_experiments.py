@@ -3,13 +3,18 @@ conversation is sticky and follows the split; the verdict names a winner only wh
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from kefu.experiments import Experiments, choose_arm, stop_experiment
+from kefu.config import Settings
+from kefu.dialog.knowledge import KnowledgeStage
+from kefu.experiments import Assignment, Experiments, choose_arm, stop_experiment
 from kefu.experiments.report import compare, decide_winner
 from kefu.experiments.spec import ExperimentError, load_experiments, parse_experiments
+from kefu.llm.testing import ScriptedModel
 
 
 def spec(*arms: dict[str, object], **extra: object) -> dict[str, object]:
@@ -114,3 +119,22 @@ def test_the_verdict_names_a_winner_only_with_significance_and_the_sample() -> N
     assert decide_winner("control", [{"arm": "b", **stars}])[0] == "b"
     worse = compare(stars_b, stars_a, "stars")
     assert decide_winner("control", [{"arm": "b", **worse}])[0] == "control"
+
+
+def test_an_arm_route_the_model_matrix_lacks_is_named_once_with_the_fix(
+    make_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (experiment,) = parse_experiments(
+        spec({"name": "control"}, {"name": "b", "route": "nope", "retrieval_top_k": 2})
+    )
+    experiments = Experiments([experiment], tmp_path / "state.json")
+    base = KnowledgeStage(make_settings(), None, ScriptedModel())
+    arm = Assignment("style", experiment.arms[1])
+    with caplog.at_level(logging.WARNING, logger="kefu.experiments"):
+        stage, cache = experiments.stages(arm, base, None)
+        assert experiments.stages(arm, base, None)[0] is stage  # one stage per arm, made once
+    (record,) = caplog.records
+    assert "route 'nope'" in record.getMessage() and "fix the arm's route" in record.getMessage()
+    assert stage.settings.retrieval_top_k == 2 and base.settings.retrieval_top_k == 4 and cache is None
+    control, _ = experiments.stages(Assignment("style", experiment.arms[0]), base, None)
+    assert control.settings.retrieval_top_k == 4

@@ -145,6 +145,16 @@ class Experiments:
             kb = ThresholdRetriever(kb, settings.faq_direct_threshold, settings.grounded_threshold)
         stage = ArmKnowledgeStage(settings, kb, knowledge.model, knowledge.embedder, knowledge.flows)
         stage.forced_route = arm.route
+        router = stage.router()
+        if arm.route and router is not None and arm.route not in router.matrix.routes:
+            log.warning(
+                "experiment %s arm %s names route %r, which KEFU_MODELS does not define (routes: %s); "
+                "its answers take the faq route's model — fix the arm's route or the model matrix",
+                assignment.experiment,
+                arm.name,
+                arm.route,
+                ", ".join(router.matrix.routes) or "none",
+            )
         cache = None
         if answers is not None:  # the same store; the key carries the arm, so arms never share answers
             cache = replace(answers, settings=settings, kb=kb, arm=assignment.key, _model="")

@@ -26,7 +26,7 @@ from scipy import stats
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from kefu.experiments.spec import Experiment
+from kefu.experiments.spec import METRICS, Experiment
 from kefu.storage.models import MessageRow, RatingRow
 
 ALPHA = 0.05
@@ -165,6 +165,16 @@ def report(engine: Engine, experiment: Experiment, stopped: str | None = None) -
         )
         comparisons.append({"arm": arm.name, "against": control, **result})
     winner, verdict = decide_winner(control, comparisons)
+    secondary = [  # the other metrics, for reading only: the winner is decided on ``metric`` alone
+        {
+            "arm": arm.name,
+            "against": control,
+            **compare(numbers[control].samples(m), numbers[arm.name].samples(m), m),
+        }
+        for arm in experiment.arms[1:]
+        for m in METRICS
+        if m != experiment.metric
+    ]
     return {
         "experiment": experiment.id,
         "metric": experiment.metric,
@@ -172,6 +182,7 @@ def report(engine: Engine, experiment: Experiment, stopped: str | None = None) -
         "split": {a.name: round(share, 4) for a, share in experiment.split()},
         "arms": [numbers[a].as_dict() for a in numbers],
         "comparisons": comparisons,
+        "other_metrics": [c for c in secondary if c["p_value"] is not None],
         "winner": winner,
         "verdict": verdict,
     }
@@ -230,6 +241,11 @@ def render(result: dict[str, Any]) -> str:
             f"{c['arm']} vs {c['against']}: {c['test'] or 'too few samples'}, p = {p}, effect "
             f"{_fmt(c['effect'], '+.3f')}, needed per arm {c['needed_per_arm'] or '—'} "
             f"(have {c['n_treatment']} vs {c['n_control']})"
+        )
+    for c in result.get("other_metrics", []):
+        lines.append(
+            f"  also {c['metric']}: {c['arm']} vs {c['against']} {c['test']}, p = {c['p_value']:.3g}, "
+            f"effect {_fmt(c['effect'], '+.3f')} (n = {c['n_treatment']} vs {c['n_control']})"
         )
     lines.append(result["verdict"])
     return "\n".join(lines)
