@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from conftest import MINI_KB, ask, new_conversation
@@ -17,7 +18,10 @@ from kefu.api.app import create_app
 from kefu.cli import app as cli
 from kefu.config import Settings
 from kefu.dialog.orchestrator import SNIPPET_CHARS
+from kefu.learning.finetune import KbChunkTexts, collect
 from kefu.llm.testing import ScriptedModel
+from kefu.storage.engine import make_engine
+from kefu.storage.models import MessageRow
 
 
 @pytest.fixture
@@ -67,15 +71,38 @@ def test_rated_answers_of_the_real_assistant_become_examples(
         {"role": "user", "content": "你们发什么快递？多久能到？"},
         {"role": "assistant", "content": "我们默认使用中通快递，江浙沪 1–2 天送达 [1]。"},
     )
-    # Same rules and numbered source headings as the bot's prompt; each source text is the stored
-    # snippet, i.e. the received source text cut at SNIPPET_CHARS
+    # the very prompt the model was given: the cited chunks' full text re-read from the KB version
+    assert system == {"role": "system", "content": received}
+    assert "sources as their stored snippet" not in result.output
+
+
+def test_sources_fall_back_to_the_snippet_when_the_kb_version_is_gone(
+    shop: TestClient, model: ScriptedModel, settings: Settings, tmp_path: Path
+) -> None:
+    conversation = new_conversation(shop)
+    model.enqueue("我们默认使用中通快递，江浙沪 1–2 天送达 [1]。")
+    message = ask(shop, conversation, "你们发什么快递？多久能到？")
+    received = model.history[-1].messages[0].content
+    shop.post(
+        f"/v1/conversations/{conversation}/messages/{message['id']}/rating",
+        json={"kind": "thumbs", "score": 1},
+    )
+    engine = make_engine(settings.effective_database_url)
+    missing = KbChunkTexts(engine, settings.kb_chunk_chars, settings.kb_chunk_overlap)
+    with engine.begin() as conn:  # the citations name a version this store does not hold
+        conn.execute(
+            update(MessageRow).values(citations=[{**c, "kb_version": "v99"} for c in message["citations"]])
+        )
+    result = collect(engine, shop=settings.shop_name, texts=missing)
+    engine.dispose()
+    (example,) = result.examples
+    assert result.snippet_sources == len(message["citations"]) >= 1
+    system = example.messages[0]["content"]
     rules, sources = received.split("【资料】\n")
-    assert system["content"].startswith(rules + "【资料】\n")
-    for got, sent in zip(
-        system["content"].split("【资料】\n")[1].split("\n\n"), sources.split("\n\n"), strict=True
-    ):
+    assert system.startswith(rules + "【资料】\n")
+    for got, sent in zip(system.split("【资料】\n")[1].split("\n\n"), sources.split("\n\n"), strict=True):
         heading, _, text = sent.partition("\n")
-        assert got == f"{heading}\n{text.strip()[:SNIPPET_CHARS]}"
+        assert got == f"{heading}\n{text.strip()[:SNIPPET_CHARS]}"  # the stored snippet
 
 
 def test_the_validation_share_is_checked(

@@ -73,7 +73,7 @@ def finetune(
     from kefu.cli import _handoff_store, _parse_since
     from kefu.config import load_settings
     from kefu.errors import InvalidInput
-    from kefu.learning.finetune import collect
+    from kefu.learning.finetune import KbChunkTexts, collect
 
     settings = load_settings()
     if not 0.0 <= validation < 1.0:
@@ -83,7 +83,10 @@ def finetune(
     else:
         start = _parse_since(since, settings)
     with _handoff_store(settings) as store:
-        result = collect(store.engine, shop=settings.shop_name, since=start, validation=validation)
+        texts = KbChunkTexts(store.engine, settings.kb_chunk_chars, settings.kb_chunk_overlap)
+        result = collect(
+            store.engine, shop=settings.shop_name, since=start, validation=validation, texts=texts
+        )
     train, valid = result.write(out)
     typer.echo(result.summary())
     typer.echo(f"wrote {train} and {valid}")

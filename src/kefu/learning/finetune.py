@@ -19,9 +19,12 @@ turn are fine — they are the redacted values the model sees in production too)
 normalised (question, answer) pair.
 
 The system prompt is built by ``kefu.dialog.prompts.system_prompt`` (the one the bot uses) from the
-answer's stored citations: title, section and the stored snippet (the first ``SNIPPET_CHARS`` of the
-chunk — the full chunk text of an older KB version is not kept in the database). The conversation
-summary and earlier turns are not reproduced: each example is a single turn.
+answer's stored citations: title, section and the chunk's full text, re-chunked from the documents of
+the KB version the citation names (``KbChunkTexts``: the versioned KB store, chunked with the configured
+``kb_chunk_chars`` / ``kb_chunk_overlap``); where that version or chunk cannot be found (a KB served from
+files, a pruned version, changed chunk settings) the stored snippet — the first ``SNIPPET_CHARS`` — is
+used and counted (``snippet_sources``). The conversation summary and earlier turns are not
+reproduced: each example is a single turn.
 
 Texts are stored redacted; every output text is run through ``redact_pii`` again (defence in depth).
 Train / validation: by a stable hash of the conversation id, so no conversation is in both files.
@@ -38,14 +41,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from kefu.dialog import prompts
 from kefu.dialog.language import detect_language
+from kefu.errors import KefuError
+from kefu.kb.loader import build_pack
+from kefu.kb.store import KbStore
 from kefu.kb.types import Chunk, Hit
+from kefu.kb.versions_schema import parse_version
 from kefu.safety.pii import redact_pii
 from kefu.storage.models import MessageRow, RatingRow
 
@@ -53,6 +60,7 @@ KNOWLEDGE_KINDS = frozenset({"faq", "grounded", "policy", "no_answer"})
 # The same shape as kefu.safety.pii's placeholders: [手机号_1], [EMAIL_2]
 PLACEHOLDER = re.compile(r"\[([^\[\]\s_]{1,16})_([0-9]{1,6})\]")
 MIN_AGENT_CHARS = 8  # shorter agent replies (「好的」「稍等一下」) answer nothing
+SNIPPET_ONLY = "source_snippet_only"
 TRAIN_FILE, VALIDATION_FILE = "train.jsonl", "validation.jsonl"
 
 
@@ -72,6 +80,7 @@ class FinetuneExport:
     train: list[Example] = field(default_factory=list)
     validation: list[Example] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    snippet_sources: int = 0  # sources given as the stored snippet: the chunk's KB version not found
 
     @property
     def examples(self) -> list[Example]:
@@ -85,6 +94,12 @@ class FinetuneExport:
             f"{len(self.examples)} examples ({by_source['rated']} well-rated, {by_source['agent']} "
             f"agent-corrected) from {len(conversations)} conversations: train {len(self.train)}, "
             f"validation {len(self.validation)}; skipped: {skipped}"
+            + (
+                f"; {self.snippet_sources} sources as their stored snippet (their KB version or chunk "
+                "is not in this database's KB store)"
+                if self.snippet_sources
+                else ""
+            )
         )
 
     def write(self, out: Path) -> tuple[Path, Path]:
@@ -94,6 +109,33 @@ class FinetuneExport:
             with path.open("w", encoding="utf-8") as handle:
                 handle.writelines(e.line() for e in examples)
         return paths
+
+
+class ChunkTexts(Protocol):
+    def __call__(self, kb_version: str, chunk_id: str) -> str | None: ...
+
+
+class KbChunkTexts:
+    """A cited chunk's full text in the KB version it was served from, from the versioned KB store
+    (chunked as the server chunks it); None when the version or the chunk is not there."""
+
+    def __init__(self, engine: Engine, max_chars: int, overlap: int) -> None:
+        self.store, self.max_chars, self.overlap = KbStore(engine), max_chars, overlap
+        self._versions: dict[int, dict[str, str]] = {}
+
+    def __call__(self, kb_version: str, chunk_id: str) -> str | None:
+        try:
+            number = parse_version(kb_version)
+        except KefuError:
+            return None
+        if number not in self._versions:
+            try:
+                documents = self.store.documents(number)
+            except KefuError:  # a version this database does not hold
+                documents = []
+            pack = build_pack(documents, f"v{number}", self.max_chars, self.overlap)
+            self._versions[number] = {chunk.id: chunk.text for chunk in pack.chunks}
+        return self._versions[number].get(chunk_id)
 
 
 def in_validation(conversation_id: str, fraction: float) -> bool:
@@ -106,16 +148,19 @@ def _normal(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
-def _hits(citations: Iterable[dict[str, Any]]) -> list[Hit]:
+def _hits(citations: Iterable[dict[str, Any]], texts: ChunkTexts | None, skipped: Counter[str]) -> list[Hit]:
     hits = []
     for cite in sorted(citations, key=lambda c: int(c.get("index") or 0)):
+        full = texts(str(cite.get("kb_version") or ""), str(cite.get("chunk_id") or "")) if texts else None
+        if full is None:
+            skipped[SNIPPET_ONLY] += 1  # a note, not a skip: moved to snippet_sources
         chunk = Chunk(
             id=str(cite.get("chunk_id") or ""),
             doc_id=str(cite.get("doc_id") or ""),
             kind="faq" if cite.get("kind") == "faq" else "doc",
             title=str(cite.get("title") or ""),
             section=str(cite.get("section") or ""),
-            text=str(cite.get("snippet") or ""),
+            text=full if full is not None else str(cite.get("snippet") or ""),
             source=str(cite.get("source") or ""),
         )
         hits.append(Hit(chunk, score=float(cite.get("score") or 0.0), dense=0.0, sparse=0.0))
@@ -145,9 +190,15 @@ def _ratings(session: Session, since: datetime | None) -> tuple[dict[str, bool],
 
 
 def collect(
-    engine: Engine, *, shop: str, since: datetime | None = None, validation: float = 0.1
+    engine: Engine,
+    *,
+    shop: str,
+    since: datetime | None = None,
+    validation: float = 0.1,
+    texts: ChunkTexts | None = None,
 ) -> FinetuneExport:
-    """Every example from conversations with a rating given since ``since`` (or an agent reply)."""
+    """Every example from conversations with a rating given since ``since`` (or an agent reply);
+    ``texts`` finds a cited chunk's full text (else the stored snippet is the source)."""
     if not 0.0 <= validation < 1.0:
         raise ValueError(f"--validation must be in [0, 1), got {validation}")
     result = FinetuneExport()
@@ -170,7 +221,7 @@ def collect(
                     .order_by(MessageRow.seq)
                 )
             )
-            for example in _examples(rows, verdict, conversation_id in happy, shop, result.skipped):
+            for example in _examples(rows, verdict, conversation_id in happy, shop, texts, result.skipped):
                 key = (_normal(example.messages[1]["content"]), _normal(example.messages[2]["content"]))
                 if key in seen:
                     result.skipped["duplicate"] += 1
@@ -178,11 +229,17 @@ def collect(
                 seen.add(key)
                 split = in_validation(conversation_id, validation)
                 (result.validation if split else result.train).append(example)
+    result.snippet_sources = result.skipped.pop(SNIPPET_ONLY, 0)
     return result
 
 
 def _examples(
-    rows: list[MessageRow], verdict: dict[str, bool], happy: bool, shop: str, skipped: Counter[str]
+    rows: list[MessageRow],
+    verdict: dict[str, bool],
+    happy: bool,
+    shop: str,
+    texts: ChunkTexts | None,
+    skipped: Counter[str],
 ) -> Iterable[Example]:
     question: MessageRow | None = None
     answered: tuple[MessageRow, MessageRow] | None = None  # (question, bot answer) an agent may correct
@@ -197,7 +254,7 @@ def _examples(
             if answered is not None:
                 asked, bot = answered
                 answered = None
-                example = _example(asked, bot, row.content, "agent", shop, skipped)
+                example = _example(asked, bot, row.content, "agent", shop, texts, skipped)
                 if example is not None:
                     yield example
             continue
@@ -214,13 +271,19 @@ def _examples(
         elif rated is False:
             skipped["low_rated"] += 1
         else:
-            example = _example(question, row, row.content, "rated", shop, skipped)
+            example = _example(question, row, row.content, "rated", shop, texts, skipped)
             if example is not None:
                 yield example
 
 
 def _example(
-    question: MessageRow, bot: MessageRow, target: str, source: str, shop: str, skipped: Counter[str]
+    question: MessageRow,
+    bot: MessageRow,
+    target: str,
+    source: str,
+    shop: str,
+    texts: ChunkTexts | None,
+    skipped: Counter[str],
 ) -> Example | None:
     answer = _clean(target)
     if not answer:
@@ -231,7 +294,7 @@ def _example(
         return None
     asked = _clean(question.content)
     lang = detect_language(asked)
-    system = prompts.system_prompt(shop, lang, _hits(bot.citations or []), "")
+    system = prompts.system_prompt(shop, lang, _hits(bot.citations or [], texts, skipped), "")
     messages = [
         {"role": "system", "content": _clean(system)},
         {"role": "user", "content": asked},
