@@ -229,3 +229,22 @@ def test_the_cli_scans_lists_and_counts_hits(
     counts = json.loads(result.stdout)
     [faq] = [d for d in counts["documents"] if d["doc_id"].endswith("faq.json")]
     assert faq["cited"] >= 1
+
+
+def test_hit_counts_count_citations_ratings_and_failures_per_document_and_chunk(shop: TestClient) -> None:
+    liked, disliked = new_conversation(shop), new_conversation(shop)
+    for conversation, score in ((liked, 1), (disliked, 0)):
+        reply = say(shop, conversation, "支持花呗付款吗？")
+        assert reply["answer_kind"] == "faq"
+        message_id = reply["message"]["id"]
+        rated = shop.post(
+            f"/v1/conversations/{conversation}/messages/{message_id}/rating",
+            json={"kind": "thumbs", "score": score},
+        )
+        assert rated.status_code in (200, 201), rated.text
+    chunk_id = reply["message"]["citations"][0]["chunk_id"]
+    counts = shop.get("/v1/kb/hits", headers=ADMIN).json()
+    [chunk] = [c for c in counts["chunks"] if c["chunk_id"] == chunk_id]
+    assert (chunk["cited"], chunk["rated"], chunk["rated_low"], chunk["failed"]) == (2, 2, 1, 1)
+    [doc] = [d for d in counts["documents"] if d["doc_id"] == chunk["doc_id"]]
+    assert (doc["cited"], doc["rated"], doc["rated_low"], doc["failed"]) == (2, 2, 1, 1)
