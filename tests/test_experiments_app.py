@@ -159,8 +159,15 @@ def test_an_arm_with_top_k_1_gives_the_model_one_source(
     assert "[2]" in control and "[1]" in top1 and "[2]" not in top1
 
 
-def simulate(shop: TestClient, experiments_file: Path, conversations: int, thumbs: dict[str, Any]) -> None:
+def simulate(
+    shop: TestClient,
+    experiments_file: Path,
+    conversations: int,
+    thumbs: dict[str, Any],
+    csat: dict[str, Any] | None = None,
+) -> None:
     """``conversations`` customers ask, and rate the answer by their arm's (known) pattern."""
+    csat = csat or {}
     (experiment, _) = load_experiments(experiments_file)
     for _ in range(conversations):
         conversation = new_conversation(shop)
@@ -171,6 +178,9 @@ def simulate(shop: TestClient, experiments_file: Path, conversations: int, thumb
             json={"kind": "thumbs", "score": next(thumbs[arm])},
         )
         assert response.status_code == 201, response.text
+        if arm in csat:  # the end-of-chat CSAT, by the arm's pattern too
+            response = shop.post(f"/v1/conversations/{conversation}/rating", json={"score": next(csat[arm])})
+            assert response.status_code == 201, response.text
 
 
 def test_simulated_traffic_the_report_names_the_better_arm_only_when_the_data_supports_it(
@@ -183,7 +193,7 @@ def test_simulated_traffic_the_report_names_the_better_arm_only_when_the_data_su
     early = report(engine, experiment)
     assert early["winner"] is None and early["verdict"].startswith("no winner yet: need ~"), early["verdict"]
 
-    simulate(shop, experiments_file, 184, thumbs)
+    simulate(shop, experiments_file, 184, thumbs, {"control": cycle([3, 4]), "extractive": cycle([5, 4])})
     late = report(engine, experiment)
     assert late["winner"] == "extractive", late["verdict"]
     arms = {a["arm"]: a for a in late["arms"]}
@@ -191,6 +201,12 @@ def test_simulated_traffic_the_report_names_the_better_arm_only_when_the_data_su
     assert arms["extractive"]["thumbs_up_rate"] > 0.75 > 0.55 > arms["control"]["thumbs_up_rate"]
     assert arms["control"]["kb_hit_rate"] == arms["extractive"]["kb_hit_rate"] == 1.0
     assert arms["control"]["resolution_rate"] == 1.0 and arms["control"]["handoff_rate"] == 0.0
+    assert arms["control"]["csat_mean"] == 3.5 and arms["extractive"]["csat_mean"] == 4.5
+    assert arms["control"]["csat_n"] + arms["extractive"]["csat_n"] == 184
+    assert (
+        arms["control"]["turns"] == arms["control"]["conversations"] and arms["control"]["latency_p50_ms"] > 0
+    )
+    assert {m["metric"] for m in late["other_metrics"]} == {"csat", "resolution"}  # no stars given
     (comparison,) = late["comparisons"]
     assert comparison["test"] == "two-proportion z-test" and comparison["p_value"] < 0.05
 
