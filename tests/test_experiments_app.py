@@ -235,3 +235,21 @@ def test_equal_arms_get_no_winner(shop: TestClient, experiments_file: Path) -> N
     simulate(shop, experiments_file, 120, same)
     result = report(runtime_of(shop).stores.engine, experiment)
     assert result["winner"] is None and result["verdict"].startswith("no winner"), result["verdict"]
+
+
+def test_the_report_reads_the_same_on_sqlite_and_postgresql(
+    make_settings: Callable[..., Settings], model: ScriptedModel, experiments_file: Path, database_url: str
+) -> None:
+    settings = make_settings(
+        kb_dir=MINI_KB, experiments=experiments_file, database_url=database_url, rate_limit_web="off"
+    )
+    with TestClient(create_app(settings, model=model)) as shop:
+        simulate(shop, experiments_file, 12, {"control": cycle([1, 0]), "extractive": cycle([1])})
+        result = report(runtime_of(shop).stores.engine, load_experiments(experiments_file)[0])
+    arms = {a["arm"]: a for a in result["arms"]}
+    assert arms["control"]["conversations"] + arms["extractive"]["conversations"] == 12
+    assert arms["extractive"]["thumbs_up_rate"] == 1.0 and arms["control"]["thumbs_up_rate"] <= 0.6
+    # 100 % against 50 % needs about 11 conversations per arm at 80 % power; 12 in all is too few
+    assert result["winner"] is None and result["verdict"].startswith("no winner yet: need ~"), result[
+        "verdict"
+    ]
