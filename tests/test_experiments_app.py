@@ -201,7 +201,10 @@ def test_simulated_traffic_the_report_names_the_better_arm_only_when_the_data_su
     assert arms["extractive"]["thumbs_up_rate"] > 0.75 > 0.55 > arms["control"]["thumbs_up_rate"]
     assert arms["control"]["kb_hit_rate"] == arms["extractive"]["kb_hit_rate"] == 1.0
     assert arms["control"]["resolution_rate"] == 1.0 and arms["control"]["handoff_rate"] == 0.0
-    assert arms["control"]["csat_mean"] == 3.5 and arms["extractive"]["csat_mean"] == 4.5
+    # 3,4,3,4… and 5,4,5,4…: 3.5 and 4.5, give or take an odd count's half point over ~90 ratings
+    assert (
+        abs(arms["control"]["csat_mean"] - 3.5) < 0.02 and abs(arms["extractive"]["csat_mean"] - 4.5) < 0.02
+    )
     assert arms["control"]["csat_n"] + arms["extractive"]["csat_n"] == 184
     assert (
         arms["control"]["turns"] == arms["control"]["conversations"] and arms["control"]["latency_p50_ms"] > 0
