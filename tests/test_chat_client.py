@@ -29,6 +29,15 @@ def served(make_settings: Callable[..., Settings]) -> Iterator[tuple[str, FastAP
         yield url, app
 
 
+def scripted(app: FastAPI) -> ScriptedModel:
+    """The app's scripted model, under the single-flight wrapper."""
+    model = app.state.model
+    while not isinstance(model, ScriptedModel) and "inner" in vars(model):
+        model = model.inner
+    assert isinstance(model, ScriptedModel)
+    return model
+
+
 def chat(url: str, lines: list[str], lang: str = "zh") -> tuple[int, str]:
     out = io.StringIO()
     code = run_chat(url, lang, stdin=io.StringIO("".join(f"{line}\n" for line in lines)), stdout=out)
@@ -37,8 +46,7 @@ def chat(url: str, lines: list[str], lang: str = "zh") -> tuple[int, str]:
 
 def test_streams_the_reply_then_lists_its_sources_and_keeps_the_session(served: tuple[str, FastAPI]):
     url, app = served
-    model = app.state.model
-    assert isinstance(model, ScriptedModel)
+    model = scripted(app)
     model.enqueue("我们默认使用中通快递，江浙沪 1–2 天送达 [1]。")
     model.enqueue("新疆属于偏远地区，使用 EMS，一般 5–8 天送达 [1]。")
 
@@ -66,7 +74,7 @@ def test_new_starts_a_fresh_conversation_and_end_of_input_quits(served: tuple[st
     assert code == 0
     assert "(new conversation)" in out
     assert out.rstrip().endswith("Bye!")
-    received = [(m.role, m.content) for m in app.state.model.history[-1].messages if m.role != "system"]
+    received = [(m.role, m.content) for m in scripted(app).history[-1].messages if m.role != "system"]
     assert received == [("user", fresh)]  # the new conversation carries none of the old turns
 
 

@@ -124,7 +124,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             result = query(prom_url, 'sum(kefu_turn_seconds_count{kind="grounded"})')
             # the KPI ratios are read from the database at most every 10 s (collectors.OperationsRatios)
             ratios = query(prom_url, 'max(kefu_operations_ratio{kpi="handoff"})')
-            return bool(result and ratios) and float(result[0]["value"][1]) >= 3
+            # rate() and increase() need two samples of a series in their window: wait for a few scrapes
+            # after the traffic began (on an idle machine three turns fit in the first scrape)
+            scrapes = query(prom_url, "min(count_over_time(kefu_turn_seconds_count[1m]))")
+            enough = bool(scrapes) and float(scrapes[0]["value"][1]) >= 3
+            return bool(result and ratios) and float(result[0]["value"][1]) >= 3 and enough
 
         wait_until(scraped_turns, "prometheus saw three grounded turns and the KPI ratios", deadline, logs)
         try:

@@ -60,6 +60,8 @@ class Served:
     @property
     def model(self) -> ScriptedModel:
         model = self.app.state.model
+        while not isinstance(model, ScriptedModel) and "inner" in vars(model):  # single flight's wrapper
+            model = model.inner
         assert isinstance(model, ScriptedModel), (
             f"KEFU_LLM=scripted should give a ScriptedModel, got {model!r}"
         )
