@@ -19,6 +19,7 @@ from conftest import MINI_KB, new_conversation
 from kefu.api.app import create_app
 from kefu.cli import app as cli
 from kefu.config import Settings
+from kefu.errors import ConfigError
 from kefu.experiments import choose_arm
 from kefu.experiments.report import report
 from kefu.experiments.spec import load_experiments
@@ -256,3 +257,41 @@ def test_the_report_reads_the_same_on_sqlite_and_postgresql(
     assert result["winner"] is None and result["verdict"].startswith("no winner yet: need ~"), result[
         "verdict"
     ]
+
+
+def test_two_prompt_versions_each_reach_the_model_of_their_arm(
+    make_settings: Callable[..., Settings], model: ScriptedModel, tmp_path: Path
+) -> None:
+    """An experiment on the system prompt (a prompt version per arm): what the model received differs by
+    arm, the sources follow either prompt, and each answer is recorded under its arm."""
+    path = tmp_path / "prompts.yaml"
+    path.write_text(
+        """
+experiments:
+  - id: prompt-v2
+    arms:
+      - name: v1
+      - name: v2
+        system_prompt: "你是{shop}的客服。先用一句话给出结论，再说明条件。只用资料回答。"
+""",
+        encoding="utf-8",
+    )
+    with TestClient(create_app(make_settings(kb_dir=MINI_KB, experiments=path), model=model)) as shop:
+        v1, v2 = conversation_in(shop, path, "v1"), conversation_in(shop, path, "v2")
+        say(shop, v1, REMOTE)
+        say(shop, v2, REMOTE)
+        arms = [m.experiment_arm for m in stored(shop, v1) + stored(shop, v2)]
+    first, second = (request.messages[0].content for request in model.history)
+    assert "先用一句话给出结论" not in first and "[1]" in first
+    assert second.startswith("你是小铺优选的客服。先用一句话给出结论") and "[1]" in second
+    assert arms == ["v1", "v2"]
+
+
+def test_a_prompt_version_that_is_not_text_is_refused_with_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "experiments:\n  - id: p\n    arms:\n      - name: a\n      - name: b\n        system_prompt: [1, 2]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"system_prompt"):
+        load_experiments(path)

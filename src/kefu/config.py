@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     max_message_chars: int = Field(default=4000, ge=1)
     shop_name: str = "小铺优选"
+    # the grounded answer's system prompt instead of the built-in one ({shop} = KEFU_SHOP_NAME; the
+    # sources and the conversation summary are appended after it) — an A/B experiment's "prompt version"
+    system_prompt: str = Field(default="", max_length=8000)
 
     # Guards: refuse medical, legal and investment advice (topics and examples: KEFU_SCOPE_EXAMPLES YAML)
     scope_guard: bool = True

@@ -291,7 +291,13 @@ class KnowledgeStage:
         """The model answers from the numbered sources; held and checked unless KEFU_ANSWER_CHECK=off."""
         follow_up_of = state.turns[-1].user if state.turns and is_follow_up(question) else None
         messages = prompts.grounded_messages(
-            self.settings.shop_name, lang, state, question, plan.hits, follow_up_of=follow_up_of
+            self.settings.shop_name,
+            lang,
+            state,
+            question,
+            plan.hits,
+            follow_up_of=follow_up_of,
+            template=self.settings.system_prompt,
         )
         request = ChatRequest(
             messages=messages,

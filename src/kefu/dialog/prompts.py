@@ -50,7 +50,7 @@ FALLBACK = {
 # The model budget is spent (kefu.llm.routing.Budget): the knowledge base's own words, and a person offered
 BUDGET_HUMAN = {
     "zh": "如需进一步帮助，回复「转人工」即可为您转接人工客服。",
-    "en": "If you need more help, reply \"agent\" and I will transfer you to a human agent.",
+    "en": 'If you need more help, reply "agent" and I will transfer you to a human agent.',
 }
 GREETING = {
     "zh": "您好！我是{shop}的智能客服，可以帮您解答配送、退换货、发票、支付、会员积分和保修等问题。请问有什么可以帮您？",
@@ -76,8 +76,10 @@ def source_block(hits: list[Hit]) -> str:
     return "\n\n".join(lines)
 
 
-def system_prompt(shop: str, lang: Lang, hits: list[Hit], summary: str) -> str:
-    parts = [_SYSTEM[lang].format(shop=shop)]
+def system_prompt(shop: str, lang: Lang, hits: list[Hit], summary: str, template: str = "") -> str:
+    """The instructions (``template`` — KEFU_SYSTEM_PROMPT or an experiment arm's — else the built-in
+    one), the conversation summary, then the numbered sources."""
+    parts = [template.replace("{shop}", shop) if template.strip() else _SYSTEM[lang].format(shop=shop)]
     if summary:
         parts.append(f"{_SUMMARY_HEADER[lang]}\n{summary}")
     parts.append(f"{_SOURCES_HEADER[lang]}\n{source_block(hits)}")
@@ -95,12 +97,13 @@ def grounded_messages(
     hits: list[Hit],
     *,
     follow_up_of: str | None = None,
+    template: str = "",
 ) -> list[Message]:
     """System prompt with numbered sources, the recent turns verbatim, then the customer's question.
 
     An elliptical follow-up (「那新疆呢？」) carries the question it follows: small models otherwise answer
     the fragment on its own (about Xinjiang, not about delivery to Xinjiang)."""
-    messages = [Message("system", system_prompt(shop, lang, hits, state.summary))]
+    messages = [Message("system", system_prompt(shop, lang, hits, state.summary, template))]
     for turn in state.turns:
         messages.append(Message("user", turn.user))
         messages.append(Message("assistant", turn.assistant))

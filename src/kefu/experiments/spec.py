@@ -35,6 +35,7 @@ ARM_SETTINGS = (
     "grounded_threshold",
     "llm_temperature",
     "llm_max_tokens",
+    "system_prompt",  # a prompt version: the grounded answer's instructions ({shop}; sources appended)
 )
 ARM_KEYS = ("name", "weight", "route", *ARM_SETTINGS)  # "route": the model route every answer uses
 METRICS = ("thumbs_up", "stars", "csat", "resolution")
