@@ -452,11 +452,15 @@ def eval_retrieval(
 @friendly_errors
 def eval_sentiment(
     data: DataOpt = Path("../shared/eval"),
-    limit: Annotated[int | None, typer.Option(help="Score at most this many in-domain held-out reviews.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score at most this many in-domain held-out reviews.")
+    ] = None,
     lodo: Annotated[
         bool, typer.Option("--lodo/--no-lodo", help="Leave one domain out: re-trains 10 folds (minutes).")
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for CI history).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (for CI history).")
+    ] = False,
 ) -> None:
     """Sentiment: macro-F1 per unseen domain, customer-service messages, plain questions; with provenance."""
     import json
@@ -464,7 +468,9 @@ def eval_sentiment(
     from kefu.evals.sentiment import Sizes, run_sentiment_eval
 
     report = run_sentiment_eval(data, sizes=Sizes(held_out=limit, leave_one_out=lodo))
-    typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else report.format_table())
+    typer.echo(
+        json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else report.format_table()
+    )
 
 
 @eval_app.command("scope")
@@ -512,7 +518,9 @@ def eval_injection(
             help="Public attack collections (scripts/fetch_injection_attacks.sh DIR); none → own sets only.",
         ),
     ] = None,
-    per_set: Annotated[int, typer.Option(help="Customer messages per set (test half, fixed-hash sample).")] = 600,
+    per_set: Annotated[
+        int, typer.Option(help="Customer messages per set (test half, fixed-hash sample).")
+    ] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of the table.")] = False,
 ) -> None:
     """Injection guard: recall per attack family on unseen attacks, false positives on real customer messages."""
@@ -527,7 +535,9 @@ def eval_injection(
         per_set=per_set,
         progress=lambda line: typer.echo(line, err=True),
     )
-    typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json else report.format_table())
+    typer.echo(
+        json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if as_json else report.format_table()
+    )
 
 
 class ShopLlm(StrEnum):
