@@ -26,7 +26,7 @@ from typing import BinaryIO
 import httpx
 import pytest
 
-from conftest import MINI_KB, free_port
+from conftest import MINI_KB, free_port, stop_processes
 from kefu.tls import write_dev_certificate
 
 NGINX_DIR = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
@@ -189,14 +189,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             nginx=command,
         )
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(processes)
         for log in logs:
             log.close()
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import MINI_KB, free_port
+from conftest import MINI_KB, free_port, stop_processes
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "kefu.json"
@@ -137,14 +137,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stop.set()
             traffic.join(timeout=30)
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(processes)
         for file in files:
             file.close()
 
