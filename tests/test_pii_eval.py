@@ -80,7 +80,8 @@ def test_runner_scores_a_small_fixture(tmp_path: Path) -> None:
     assert counts["EMAIL_ADDRESS"] == (1, 1, 1, 1, 1)
     assert counts["CREDIT_CARD"] == (1, 1, 1, 1, 1)
     assert counts["PHONE_NUMBER"] == (0, 1, 0, 0, 0)  # a real phone the fixture did not label
-    assert counts["PERSON"] == (1, 0, 0, 0, 0)  # no cue, no identifier beside it: missed
+    assert counts["PERSON"] == (1, 1, 1, 1, 1)  # a census first name, no ordinary word: found without a cue
+    assert counts["STREET_ADDRESS"] == (0, 0, 0, 0, 0)  # "from Paris": a city alone is no address
     unsupported = sum((Counter(s.unsupported) for s in presidio), Counter())
     assert unsupported == {"GPE": 1}
 

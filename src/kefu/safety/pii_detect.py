@@ -15,6 +15,8 @@ from enum import StrEnum
 
 from kefu.safety.iban import IBAN_LENGTHS, is_valid_iban
 from kefu.safety.pii_en import find_street_addresses
+from kefu.safety.pii_en_names import find_english_names
+from kefu.safety.pii_en_phones import find_valid_phones
 from kefu.safety.pii_zh import find_addresses, find_names, names_beside
 from kefu.safety.validators import (
     compact,
@@ -304,6 +306,7 @@ class Found:
 
 
 _Candidate = tuple[int, int, int, int, PiiType]
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 def find_pii(text: str) -> list[Found]:
@@ -313,7 +316,17 @@ def find_pii(text: str) -> list[Found]:
         for detector in DETECTORS
         for start, end in detector.find(text)
     ]
-    candidates += [(end - start, 35, start, end, PiiType.PERSON) for start, end in find_names(text)]
+    candidates += [  # English names are find_english_names' to judge (its cues and word lists)
+        (end - start, 35, start, end, PiiType.PERSON)
+        for start, end in find_names(text)
+        if _HAN.search(text, start, end)
+    ]
+    candidates += [(end - start, 34, start, end, PiiType.PERSON) for start, end in find_english_names(text)]
+    candidates += [
+        (end - start, 39, start, end, PiiType.PHONE)
+        for start, end in find_valid_phones(text)
+        if not _ORDER_WORDS.search(text, max(0, start - _NOT_AFTER_WINDOW), start)
+    ]
     candidates += [(end - start, 30, start, end, PiiType.ADDRESS) for start, end in find_addresses(text)]
     candidates += [
         (end - start, 29, start, end, PiiType.ADDRESS) for start, end in find_street_addresses(text)

@@ -1,0 +1,199 @@
+"""Personal names in English (Latin-script) text.
+
+    "Hi, I'm Sarah Johnson" · "Dear Mr. Leiva" · "add Samir Jelenovič as guardian" · "Thanks, Anna"
+
+Two ways in. A cue ("my name is", "name:", "called", "Mr."/"Dr.", "I'm", "this is", "Hi"/"Dear",
+a sign-off "Thanks,") takes the name that follows, even in lower case after the strong cues. Without
+a cue, a run of capitalised words is a name when it holds a census name that is not an ordinary
+word (``pii_en_lexicon``) and no ordinary word: "Krisztián Szöllösy" (two words no dictionary has)
+or "James Sparks" (a first name, then a name) are names; "Apple Watch", "Will it ship",
+"May I", "Western Union" and "United Kingdom" are not. A single capitalised word is a name only when
+it is a census first name, or a census surname inside a sentence (never at its start).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from kefu.safety.pii_en_lexicon import is_common, is_first_name, is_surname, is_word, listed, lowercase_words
+
+_WORD = r"[^\W\d_]+(?:['’\-][^\W\d_]+)*"
+_TOKEN = re.compile(_WORD)
+_INITIAL = re.compile(r"[A-Z]\.?")
+_SUFFIX = frozenset({"II", "III", "IV", "Jr", "Sr", "Jr.", "Sr."})
+_POSSESSIVE = re.compile(r"['’]s$")
+_STRONG_CUE = re.compile(
+    r"\b(?:my\s+(?:full\s+|first\s+|last\s+|maiden\s+)?name\s+is|my\s+name's|name\s*:|"
+    r"(?:first|last|full|maiden)\s+name\s+is|called|named|signed|"
+    r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.?)\s+",
+    re.IGNORECASE,
+)
+_WEAK_CUE = re.compile(
+    r"(?:\b(?:I\s+am|I'm|I’m|this\s+is|it's|it\s+is|[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank\s+you|"
+    r"[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Cc]ontact|[Aa]sk\s+for|[Ss]peak\s+to)[,:]?\s+)"
+)
+# Lower-case words that follow "my name is" without being a name.
+_NOT_AFTER_CUE = frozenset(
+    """on in at is was not the a an and or but for to of as wrong misspelled spelt spelled missing
+    different incorrect correct right still also""".split()  # noqa: SIM905
+)
+_MAX_WORDS = 4
+_CONTRACTION = re.compile(r"['’](?:m|ve|d|ll|re|t)$", re.IGNORECASE)
+# A run next to one of these is a company or a street, not a person ("Shepherd Ltd", "Gordon Terrace").
+_NOT_PERSON_NEXT = frozenset(
+    """Inc Ltd LLC LLP Corp Corporation Co Company Group Partners Associates Technologies Investments
+    Holdings Bank Capital Insurance Solutions Systems Services Foundation University College School
+    Hospital Hotel Airlines Airport Orchestra Street St Str Road Rd Avenue Ave Lane Ln Drive Dr Way
+    Court Ct Place Pl Square Sq Terrace Close Gateway Boulevard Blvd Parkway Highway Crossroad Hill
+    Park Mall Loop Bypass Route Point Pass Harbor Turnpike Strasse Straße Gasse Weg Platz Allee Rue
+    Avenida Rua Via Calle Box Suite Apt Unit""".split()  # noqa: SIM905
+)
+
+
+def find_english_names(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of personal names: after a cue, or a capitalised run that reads as a name."""
+    yield from _after_cues(text)
+    yield from _capitalised_runs(text)
+
+
+def _after_cues(text: str) -> Iterator[tuple[int, int]]:
+    for match in _STRONG_CUE.finditer(text):
+        span = _name_at(text, match.end(), lower_ok=True)
+        if span:
+            yield span
+    for match in _WEAK_CUE.finditer(text):
+        span = _name_at(text, match.end(), lower_ok=False)
+        if span:
+            yield span
+
+
+def _name_at(text: str, pos: int, *, lower_ok: bool) -> tuple[int, int] | None:
+    """The name starting at ``pos``: up to four capitalised words or initials (after a strong cue,
+    one or two lower-case words no dictionary lists: "my name is vitoria")."""
+    tokens = _tokens_from(text, pos)
+    if not tokens:
+        return None
+    first = text[tokens[0][0] : tokens[0][1]]
+    if first[0].isupper():
+        kept = _leading_names(text, tokens, lenient=lower_ok)
+        if not kept or (not lower_ok and all(_is_plain_word(text[s:e]) for s, e in kept)):
+            return None
+        return kept[0][0], kept[-1][1]
+    if not lower_ok:
+        return None
+    kept = []
+    for start, end in tokens[:2]:
+        word = text[start:end]
+        if word in _NOT_AFTER_CUE or listed(word, lowercase_words()):
+            break
+        kept.append((start, end))
+    return (kept[0][0], kept[-1][1]) if kept else None
+
+
+def _tokens_from(text: str, pos: int) -> list[tuple[int, int]]:
+    """Words from ``pos`` on, joined by single spaces (a name does not cross punctuation)."""
+    tokens: list[tuple[int, int]] = []
+    while len(tokens) < _MAX_WORDS:
+        match = _TOKEN.match(text, pos)
+        if not match:
+            break
+        end = match.end()
+        if end < len(text) and text[end] == "." and _INITIAL.fullmatch(text[match.start() : end + 1]):
+            end += 1
+        tokens.append((match.start(), end))
+        if _POSSESSIVE.search(text, match.start(), end) or not text.startswith(" ", end):
+            break
+        pos = end + 1
+    return tokens
+
+
+def _leading_names(
+    text: str, tokens: list[tuple[int, int]], *, lenient: bool = False
+) -> list[tuple[int, int]]:
+    """The leading capitalised tokens (possessive 's cut off). A run stops at an ordinary word, except
+    right after a first name or an initial ("Theodore Marshall", "Ryan P Costa") or after a cue
+    (``lenient``), where only a place, an everyday word or a company/street word stops it."""
+    kept: list[tuple[int, int]] = []
+    for start, end in tokens:
+        word = text[start:end]
+        if not word[0].isupper() or word.rstrip(".") in _NOT_PERSON_NEXT or _CONTRACTION.search(word):
+            break
+        if kept and _is_plain_word(word) and not _name_part(word):
+            previous = text[kept[-1][0] : kept[-1][1]]
+            after_name = lenient or is_first_name(previous) or _name_part(previous)
+            if not after_name or is_common(word):
+                break
+        possessive = _POSSESSIVE.search(word)
+        kept.append((start, end - (2 if possessive else 0)))
+        if possessive:
+            break
+    return kept
+
+
+def _is_plain_word(word: str) -> bool:
+    return is_word(word.rstrip(".")) or bool(_CONTRACTION.search(word))
+
+
+def _name_part(word: str) -> bool:
+    """A middle initial ("J", "M.") or a generation suffix ("II", "Jr.")."""
+    return word in _SUFFIX or bool(_INITIAL.fullmatch(word))
+
+
+def _capitalised_runs(text: str) -> Iterator[tuple[int, int]]:
+    pos = 0
+    while True:
+        match = _TOKEN.search(text, pos)
+        if not match:
+            return
+        tokens = _tokens_from(text, match.start())
+        run = _leading_names(text, tokens)
+        if run:
+            span = _judge(text, run)
+            if span:
+                yield span
+            pos = run[-1][1]
+        else:
+            pos = match.end()
+
+
+def _judge(text: str, run: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """``run`` (capitalised tokens) trimmed of ordinary words at its ends, if what is left is a name."""
+    words = [text[s:e] for s, e in run]
+    if _next_word(text, run[-1][1]) in _NOT_PERSON_NEXT or any(
+        w.rstrip(".") in _NOT_PERSON_NEXT for w in words
+    ):
+        return None
+    while words and _is_plain_word(words[0]) and not is_first_name(words[0]):
+        words, run = words[1:], run[1:]
+    # after a first name only an everyday word ends the name ("Ryan P Costa", "Erin Dale Thanks")
+    ends_name = is_common if words and is_first_name(words[0]) else _is_plain_word
+    while words and (ends_name(words[-1]) or _INITIAL.fullmatch(words[-1])) and words[-1] not in _SUFFIX:
+        words, run = words[:-1], run[:-1]
+    if not words or any(_shouting(w) for w in words):
+        return None
+    if len(words) == 1:
+        word = words[0]
+        inside = _inside_sentence(text, run[0][0])
+        if is_first_name(word) or (inside and is_surname(word)):
+            return run[0]
+        return None
+    if not is_first_name(words[0]) and any(_is_plain_word(w) for w in words if not _name_part(w)):
+        return None
+    return run[0][0], run[-1][1]
+
+
+def _next_word(text: str, end: int) -> str:
+    match = _TOKEN.match(text, end + 1) if text.startswith(" ", end) else None
+    return match.group(0) if match else ""
+
+
+def _shouting(word: str) -> bool:
+    """An all-capitals word of two letters or more (ATM, UK, FAQ) is no name; II and III are."""
+    return len(word) > 1 and word.isupper() and word not in _SUFFIX
+
+
+def _inside_sentence(text: str, start: int) -> bool:
+    """Whether a word before ``start`` on its line is not the end of a sentence."""
+    before = text[max(0, start - 3) : start].rstrip(" ")
+    return bool(before) and before[-1] not in ".!?\n:\"'“>"
