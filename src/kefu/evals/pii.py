@@ -32,6 +32,7 @@ import yaml
 
 from kefu.errors import InvalidInput
 from kefu.evals import pii_zh_data
+from kefu.evals.pii_real import RealMessageScore, real_message_lines, real_message_scores
 from kefu.safety.iban import is_valid_iban
 from kefu.safety.pii import redact_pii
 from kefu.safety.pii_detect import PiiType
@@ -169,6 +170,7 @@ def _score_dict(s: EntityScore) -> dict[str, Any]:
 class PiiEvalReport:
     validators: list[ValidatorScore] = field(default_factory=list)
     sets: list[EntitySet] = field(default_factory=list)
+    real_messages: list[RealMessageScore] = field(default_factory=list)  # false positives, Banking77/CLINC150
 
     def set(self, name: str) -> EntitySet:
         return next(s for s in self.sets if s.name == name)
@@ -180,6 +182,8 @@ class PiiEvalReport:
             lines.append(f"provenance: {PROVENANCE['stdnum']}")
         for entity_set in self.sets:
             lines += ["", *_entity_lines(entity_set)]
+        if self.real_messages:
+            lines += ["", *real_message_lines(self.real_messages)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +197,7 @@ class PiiEvalReport:
             ],
             "validators_provenance": PROVENANCE["stdnum"] if self.validators else None,
             "sets": [s.to_dict() for s in self.sets],
+            "real_messages": [s.to_dict() for s in self.real_messages],
         }  # fmt: skip
 
 
@@ -379,6 +384,7 @@ def run_pii_eval(eval_dir: Path, *, seed: int = 12) -> PiiEvalReport:
         report.validators = _score_vectors(vectors)
     if presidio.is_file():
         report.sets += _presidio_sets(presidio)
+    report.real_messages = real_message_scores(eval_dir)
     report.sets += zh_sets(seed)
     report.sets.append(cases_set())
     return report

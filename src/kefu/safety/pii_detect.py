@@ -324,7 +324,7 @@ def find_pii(text: str) -> list[Found]:
     candidates += [(end - start, 34, start, end, PiiType.PERSON) for start, end in find_english_names(text)]
     candidates += [
         (end - start, 39, start, end, PiiType.PHONE)
-        for start, end in find_valid_phones(text)
+        for start, end in find_valid_phones(text, [(c[2], c[3]) for c in candidates])
         if not _ORDER_WORDS.search(text, max(0, start - _NOT_AFTER_WINDOW), start)
     ]
     candidates += [(end - start, 30, start, end, PiiType.ADDRESS) for start, end in find_addresses(text)]

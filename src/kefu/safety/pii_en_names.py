@@ -146,6 +146,9 @@ def _capitalised_runs(text: str) -> Iterator[tuple[int, int]]:
         match = _TOKEN.search(text, pos)
         if not match:
             return
+        if not match.group(0)[0].isupper():
+            pos = match.end()
+            continue
         tokens = _tokens_from(text, match.start())
         run = _leading_names(text, tokens)
         if run:
