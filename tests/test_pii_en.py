@@ -46,6 +46,8 @@ def test_placeholders_stay_stable_through_the_vault() -> None:
         ("Thanks, Anna", "Anna"),
         ("Can Maria see my statements too?", "Maria"),  # a census first name; "Priya" is not one
         ("James Talbot's card was stolen", "James Talbot"),
+        ("My name is Emma Taylor, please call me", "Emma Taylor"),  # a surname that is also a trade
+        ("Noah Walker here, my card is blocked", "Noah Walker"),
     ],
 )
 def test_names(text: str, name: str) -> None:
@@ -119,6 +121,17 @@ def test_numbers_around_words_are_no_address(text: str) -> None:
 def test_phone_numbers_in_international_formats(text: str, phone: str) -> None:
     r = redact_pii(text)
     assert [r.mapping[e.placeholder] for e in r.entities if e.type is PiiType.PHONE] == [phone]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("寄件人唐嘉子（+1 (415) 555-0118）", "寄件人[姓名_1]（[电话_1]）"),
+        ("call (+44 20 7946 0958) today", "call ([电话_1]) today"),
+    ],
+)
+def test_a_bracket_around_a_number_stays_outside_its_mask(text: str, expected: str) -> None:
+    assert redact_pii(text).text == expected
 
 
 @pytest.mark.parametrize(

@@ -34,15 +34,20 @@ COMMON_WORDS = frozenset(
     Strong Sweet Swift Temple Urban Wall Ward Way Wise Wood Worth Sun Star Ash Angel Amber Crystal
     Diamond Destiny Honey Iris Ivy Lily Penny Pearl Ruby Sandy Holly Heather Dawn Candy Misty Melody
     Guy Jack Chuck Pat Rob Don Jay Do Ma Ho Lay Van Ham Tan Summer Winter Autumn August June March
-    Apple Card Pay Cannon Carpenter Driver Farmer Fisher Hacker Hook Hooker Hopper Hurt Miner Minor
-    Outlaw Painter Parish Person Potter Rider Savage Singer Slaughter Speaker Still Teller Tucker Turner
-    Walker Worker Baker Barber Butcher Brewer Carter Porter Bishop Booker Cooper Mason Miller Taylor
-    Fox Hawk Crow Swan Wolf Bird Bull Bear Buck Lamb Salmon Trout Dove Finch Wren Robin Hare Peacock
-    Cotton Silk Pepper Ginger Olive Lemon Cherry Berry Bean Rice Bacon Bread Sugar Salt Cole
-    Monday Tuesday Wednesday Thursday Friday Saturday Sunday Christmas Easter Tour Travel Express
-    Target Visa Amazon Google Paypal Western Union Euro Pound Dollar Sterling Transfer Top Help
-    Please Thanks Thank Hello Hi Hey Dear Sir Madam Mister Miss Mrs Ms Mr Dr App Shell Metro Box Close
-    Place Anytime Greek Nord Union Loop Mall Gateway Crossroad
+    Apple Card Pay Cannon Hook Hurt Minor Person Still Speaker Worker Fox Hawk Crow Swan Wolf Bird
+    Bull Bear Buck Lamb Salmon Trout Dove Finch Wren Hare Peacock Cotton Silk Pepper Ginger Olive Lemon
+    Cherry Berry Bean Rice Bacon Bread Sugar Salt Tour Travel Express Target Visa Amazon Google Paypal
+    Western Union Euro Pound Dollar Sterling Transfer Top Help App Shell Metro Box Close Place Anytime
+    Greek Nord Loop Mall Gateway Crossroad
+    """.split()  # noqa: SIM905
+)
+# Words that end a name even right after a first name or a cue ("Emma Taylor" is a name, "Sarah
+# Thanks" is not): greetings, titles, days and months, brands; places and countries too.
+NEVER_IN_NAME = frozenset(
+    """
+    Monday Tuesday Wednesday Thursday Friday Saturday Sunday Christmas Easter January February March
+    April May June July August September October November December Visa Amazon Google Paypal Apple
+    Please Thanks Thank Hello Hi Hey Dear Sir Madam Mister Miss Mrs Ms Mr Dr App Card Pay Help The And
     """.split()  # noqa: SIM905
 )
 # Places a customer names without naming a person (countries come from phonenumbers' metadata).
@@ -119,12 +124,13 @@ def census() -> tuple[frozenset[str], frozenset[str]]:
 
 @cache
 def _not_names() -> frozenset[str]:
-    return COMMON_WORDS | PLACES | countries()
+    return COMMON_WORDS | NEVER_IN_NAME | PLACES | countries()
 
 
 def is_common(token: str) -> bool:
-    """An everyday word, a place or a country word: never part of a name without a cue's help."""
-    return token in _not_names()
+    """A greeting, a title, a day, a brand, a place or a country word: it ends a name even after a
+    first name or a cue."""
+    return token in NEVER_IN_NAME or token in PLACES or token in countries()
 
 
 def is_word(token: str) -> bool:

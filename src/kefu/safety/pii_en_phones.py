@@ -39,7 +39,7 @@ def find_valid_phones(text: str, known: Sequence[tuple[int, int]] = ()) -> Itera
         regions = REGIONS[:1] if candidate.group(0).startswith("+") else REGIONS
         for region in regions:
             found = [
-                (offset + match.start, offset + match.end)
+                _balanced(text, offset + match.start, offset + match.end)
                 for match in phonenumbers.PhoneNumberMatcher(
                     window, region, leniency=phonenumbers.Leniency.VALID
                 )
@@ -48,3 +48,13 @@ def find_valid_phones(text: str, known: Sequence[tuple[int, int]] = ()) -> Itera
             yield from found
             if found:
                 break
+
+
+def _balanced(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without a bracket it does not close: "（+44 20 7946 0852）" masks the number only."""
+    value = text[start:end]
+    if value.startswith("(") and value.count("(") > value.count(")"):
+        start += 1
+    if value.endswith(")") and value.count(")") > value.count("("):
+        end -= 1
+    return start, end
