@@ -89,6 +89,11 @@ def test_ordinary_sentences_are_untouched(text: str) -> None:
             "the corner of Pentelis Str. and Waechter Turnpike",
         ),
         ("new address: 10 Downing Street, London SW1A 2AA", "10 Downing Street, London SW1A 2AA"),
+        ("Send it to Flat 3, 14 Park Road, Manchester M14 5RA", "Flat 3, 14 Park Road, Manchester M14 5RA"),
+        ("deliver to 500 W 2nd St Apt 5B, Austin, TX 78701", "500 W 2nd St Apt 5B, Austin, TX 78701"),
+        ("Address: 55 King St W, Toronto, ON M5K 1A2", "55 King St W, Toronto, ON M5K 1A2"),
+        ("my address is 123 Main St. Thanks!", "123 Main St"),  # the sign-off is no town
+        ("Dr. Holinka Apt. 117 5720 Skoanveien 226", "Apt. 117 5720 Skoanveien 226"),
     ],
 )
 def test_street_addresses(text: str, address: str) -> None:
@@ -102,6 +107,7 @@ def test_street_addresses(text: str, address: str) -> None:
         "I paid 25 Euro 50 cents yesterday",  # a number, a word, a number: no cue, no unit, no address
         "Version 2 Update 3 broke the app",
         "It took 5 days on the road",
+        "I bought 3 Road Bikes and 2 Street Lamps",  # a number and a street word, no street name
     ],
 )
 def test_numbers_around_words_are_no_address(text: str) -> None:

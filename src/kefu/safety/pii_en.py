@@ -26,19 +26,26 @@ _SUFFIXES = (
     "Street|St|Str|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Way|Court|Ct|Courts|Place|Pl|"
     "Square|Sq|Terrace|Parkway|Pkwy|Highway|Hwy|Crescent|Close|Gardens|Gateway|Row|Alley|Circle|Cir|"
     "Trail|Streets|Squares|Roads|Mall|Loop|Bypass|Route|Turnpike|Crossroad|Pass|Harbor|Harbour|Walk|"
-    "Strasse|Straße|Weg|Platz|Gasse|Allee|Straat|Gate|Vej|Veien|Terrasse|Utca|Ulica|ut|u|ul|rkp|krt|"
-    "[^\\W\\d_]+(?:strasse|straße|weg|vej|veien|gade|gatan|vägen|katu|kuja|tie|laan|straat|ulica|utca|gasse)"
+    "Strasse|Straße|Weg|Platz|Gasse|Allee|Straat|Gate|Vej|Veien|Terrasse|Utca|Ulica|ut|u|ul|rkp|krt"
 )
+# One word that is a whole street name: "Mellemvej", "Koskikatu", "Hafnarstrasse".
+_COMPOUND_STREET = r"[^\W\d_]+(?:strasse|straße|weg|vej|veien|gade|gatan|vägen|katu|kuja|tie|laan|straat|ulica|utca|gasse)\.?"
 # The lower-case street words that also make a street: "12 oak street".
 _LOWER_SUFFIXES = "street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|way|court|place|terrace|parkway"
-_STREET_WORD = rf"(?!{_UNIT}\b)(?:{_SUFFIXES})\.?"
+_STREET_WORD = rf"(?!{_UNIT}\b)(?:(?:{_SUFFIXES})\.?|{_COMPOUND_STREET})"
 _LEADING_WORD = r"(?:Rue|Avenue|Avenida|Rua|Via|Calle|Strada|Vicolo|Paseo|Piazza|Boulevard|Plaza|Praça|Largo)"
 _PARTICLE = r"(?:de|du|des|la|le|del|della|di|da|do|dos|das|van|von|der|den|am|an|nad|na|y|e)"
 _NUMBER = r"[0-9]{1,6}[A-Za-z]?"
+# A street's name may hold a compass point or an ordinal: "500 W 2nd St", "55 King St W".
+_NAME_PART = rf"(?:{_NAME}|[0-9]{{1,3}}(?:st|nd|rd|th)|N|S|E|W|NE|NW|SE|SW)"
+_COMPASS = r"(?:[ ](?:N|S|E|W|NE|NW|SE|SW)\b)?"
+# A unit written before the house number: "Flat 3, 14 Park Road", "Unit 4/12 Smith Street".
+_UNIT_FIRST = rf"(?:(?:{_UNIT}|Apt\.)[ ]?[0-9]{{1,5}}[A-Za-z]?(?:,[ ]?|/|[ ]))?"
 _LOWER = r"(?!(?:and|or|the|to|at|in|on|of|for|my|your|a|an|by|from|with)\b)[a-z][a-z'\-]*"
 _STREET = re.compile(
     rf"\b(?:{_NUMBER}(?:[ ]{_NUMBER})?[ ]{_LEADING_WORD}(?:[ ](?:{_PARTICLE}|{_NAME})){{1,4}}(?:[ ]{_NUMBER})?"
-    rf"|{_NUMBER}(?:[ ]{_NUMBER})?[ ](?:{_NAME}[ ]){{0,3}}{_STREET_WORD}(?:[ ]{_NUMBER}\.?)?"
+    rf"|{_UNIT_FIRST}{_NUMBER}(?:[ ]{_NUMBER})?[ ](?:(?:{_NAME_PART}[ ]){{1,3}}{_STREET_WORD}|(?:{_NAME_PART}[ ]){{0,3}}{_COMPOUND_STREET})"
+    rf"{_COMPASS}(?:[ ]{_NUMBER}\.?)?"
     rf"|(?:{_NAME}[ ]){{0,3}}{_STREET_WORD}[ ]{_NUMBER}\.?"
     rf"|{_NUMBER}(?:[ ]{_NUMBER})?[ ](?:{_LOWER}[ ]){{1,3}}(?:{_LOWER_SUFFIXES})\b\.?"
     r"|(?:PSC|Unit|CMR)[ ][0-9]{3,4},?[ ]Box[ ][0-9]{3,4}"
@@ -63,8 +70,9 @@ _CORNER = re.compile(
     rf"[ ]and[ ](?:(?:{_NUMBER}|{_NAME}|{_PARTICLE})[ ]){{0,4}}(?:{_NUMBER}|{_NAME})"
 )
 _TAIL = re.compile(
-    rf"(?:\.?,?[ ]*(?:\n[ >]*)?,?[ ]*(?:(?i:{_UNIT})\.?[ ]?#?[0-9]{{1,5}}"
+    rf"(?:\.?,?[ ]*(?:\n[ >]*)?,?[ ]*(?:(?i:{_UNIT})\.?[ ]?#?[0-9]{{1,5}}[A-Za-z]?\b"
     rf"|(?:[A-Z]{{2,3}}[ ])?[0-9]{{4,6}}(?:-[0-9]{{4}})?|[A-Z]{{1,2}}[0-9][A-Z0-9]?[ ]?[0-9][A-Z]{{2}}\b"
+    rf"|[A-Z][0-9][A-Z][ ]?[0-9][A-Z][0-9]\b"
     rf"|{_WORD}(?:[ ](?:{_PARTICLE}[ ])?\(?{_WORD}\)?){{0,3}}(?![0-9])))"
 )
 _MAX_TAIL = 6
@@ -103,11 +111,18 @@ def _with_tail(text: str, end: int) -> int:
 
 
 _PARTICLES = frozenset(_PARTICLE[3:-1].split("|"))
+# Capitalised words that start the next sentence or a sign-off, not a town: "123 Main St. Thanks!"
+_NOT_PLACE = frozenset(
+    """Thanks Thank Please Regards Cheers Best Hi Hello Hey Dear Can Could Will Would Should Is Are Do
+    Does Did I I'm My The This That What When Where Why How Also And But Or So If Sorry Ok Okay Yes No""".split()  # noqa: SIM905
+)
 
 
 def _tail_ok(tail: str) -> bool:
     """A tail part is a unit, a postcode or a capitalised place (not the next sentence's words)."""
     words = tail.strip(" .,\n>").split()
+    if any(w.strip("().,") in _NOT_PLACE for w in words):
+        return False
     return bool(words) and all(
         w[0].isupper()
         or w[0].isdigit()
