@@ -71,6 +71,10 @@ def test_names(text: str, name: str) -> None:
         "Frank question: why the fee?",
         "The ATM at Metro bank on High St. Kensington kept my card",
         "I want 2 Big Macs and 3 Happy Meals",
+        "Is the Nike Air Max available in size 10?",
+        "Do you ship to Hong Kong or New Zealand?",
+        "Can Alexa order for me?",
+        "Is the Dyson V15 Detect cordless?",
     ],
 )
 def test_ordinary_sentences_are_untouched(text: str) -> None:

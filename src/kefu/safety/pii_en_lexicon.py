@@ -38,7 +38,18 @@ COMMON_WORDS = frozenset(
     Bull Bear Buck Lamb Salmon Trout Dove Finch Wren Hare Peacock Cotton Silk Pepper Ginger Olive Lemon
     Cherry Berry Bean Rice Bacon Bread Sugar Salt Tour Travel Express Target Visa Amazon Google Paypal
     Western Union Euro Pound Dollar Sterling Transfer Top Help App Shell Metro Box Close Place Anytime
-    Greek Nord Loop Mall Gateway Crossroad
+    Greek Nord Loop Mall Gateway Crossroad New Brand Max Pro Plus Mini Ultra Prime Premier Classic
+    """.split()  # noqa: SIM905
+)
+# Brands and products written like names ("Can Alexa order for me?", "Dyson V15", "Tesla Model 3").
+BRANDS = frozenset(
+    """
+    Alexa Siri Cortana Dyson Dell Tesla Wells Fargo Barclays Lloyds Santander Mercedes Porsche Ferrari
+    Nike Adidas Puma Reebok Levi Levis Gucci Prada Chanel Dior Hermes Cartier Rolex Casio Sony Philips
+    Bosch Miele Siemens Samsung Nokia Motorola Lenovo Asus Acer Huawei Xiaomi Oppo Vivo Canon Nikon
+    Kodak Disney Pixar Marvel Netflix Spotify Hulu Uber Lyft Airbnb Expedia Zara Primark Tesco Asda
+    Walmart Costco Kroger Aldi Lidl Sainsbury Sainsburys Morrisons Argos Ikea Revolut Monzo Klarna
+    Venmo Zelle Stripe Shopify Ebay Etsy Alibaba Taobao Jd Lego Mattel Hasbro Kellogg Heinz Nestle
     """.split()  # noqa: SIM905
 )
 # Words that end a name even right after a first name or a cue ("Emma Taylor" is a name, "Sarah
@@ -124,13 +135,13 @@ def census() -> tuple[frozenset[str], frozenset[str]]:
 
 @cache
 def _not_names() -> frozenset[str]:
-    return COMMON_WORDS | NEVER_IN_NAME | PLACES | countries()
+    return COMMON_WORDS | NEVER_IN_NAME | BRANDS | PLACES | countries()
 
 
 def is_common(token: str) -> bool:
     """A greeting, a title, a day, a brand, a place or a country word: it ends a name even after a
     first name or a cue."""
-    return token in NEVER_IN_NAME or token in PLACES or token in countries()
+    return token in NEVER_IN_NAME or token in BRANDS or token in PLACES or token in countries()
 
 
 def is_word(token: str) -> bool:
