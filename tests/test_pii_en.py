@@ -48,6 +48,8 @@ def test_placeholders_stay_stable_through_the_vault() -> None:
         ("James Talbot's card was stolen", "James Talbot"),
         ("My name is Emma Taylor, please call me", "Emma Taylor"),  # a surname that is also a trade
         ("Noah Walker here, my card is blocked", "Noah Walker"),
+        ("收件人：Will Smith，电话13800138000", "Will Smith"),  # a Chinese cue, a Latin-script name
+        ("我叫Mark Chen", "Mark Chen"),
     ],
 )
 def test_names(text: str, name: str) -> None:

@@ -29,6 +29,11 @@ _STRONG_CUE = re.compile(
     r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.?)\s+",
     re.IGNORECASE,
 )
+# A Latin-script name after a Chinese cue: 「收件人：Will Smith」「我叫Mark Chen」.
+_ZH_CUE = re.compile(
+    r"(?:我叫|名叫|我的名字是|名字是|名字叫|收件人|收货人|联系人|寄件人|签收人|持卡人|姓名|户名)"
+    r"(?:是|为|叫)?[:：]?[ ]*(?=[A-Za-z])"
+)
 _WEAK_CUE = re.compile(
     r"(?:\b(?:I\s+am|I'm|I’m|this\s+is|it's|it\s+is|[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Tt]hanks|[Tt]hank\s+you|"
     r"[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Cc]ontact|[Aa]sk\s+for|[Ss]peak\s+to)[,:]?\s+)"
@@ -58,7 +63,7 @@ def find_english_names(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _after_cues(text: str) -> Iterator[tuple[int, int]]:
-    for match in _STRONG_CUE.finditer(text):
+    for match in (*_STRONG_CUE.finditer(text), *_ZH_CUE.finditer(text)):
         span = _name_at(text, match.end(), lower_ok=True)
         if span:
             yield span
