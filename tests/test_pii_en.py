@@ -50,6 +50,12 @@ def test_placeholders_stay_stable_through_the_vault() -> None:
         ("Noah Walker here, my card is blocked", "Noah Walker"),
         ("收件人：Will Smith，电话13800138000", "Will Smith"),  # a Chinese cue, a Latin-script name
         ("我叫Mark Chen", "Mark Chen"),
+        # after a cue, a surname that is a place, a street word or an everyday word stays in the name
+        ("My name is John Canada", "John Canada"),
+        ("I'm Charlotte Park, order XP1016", "Charlotte Park"),
+        ("Hi, I'm Rose Bunce", "Rose Bunce"),
+        ("I'm Julio McDonald", "Julio McDonald"),
+        ("Hello, this is Veronica van der Voet.", "Veronica van der Voet"),
     ],
 )
 def test_names(text: str, name: str) -> None:
@@ -77,6 +83,11 @@ def test_names(text: str, name: str) -> None:
         "Do you ship to Hong Kong or New Zealand?",
         "Can Alexa order for me?",
         "Is the Dyson V15 Detect cordless?",
+        "Hi, My card is declined",
+        "Hello, Just now I got charged twice",
+        "I'm Back from holiday and the card fails",
+        "this is Oak Street right?",
+        "Hi Team, my card is lost",
     ],
 )
 def test_ordinary_sentences_are_untouched(text: str) -> None:

@@ -38,7 +38,7 @@ COMMON_WORDS = frozenset(
     Bull Bear Buck Lamb Salmon Trout Dove Finch Wren Hare Peacock Cotton Silk Pepper Ginger Olive Lemon
     Cherry Berry Bean Rice Bacon Bread Sugar Salt Tour Travel Express Target Visa Amazon Google Paypal
     Western Union Euro Pound Dollar Sterling Transfer Top Help App Shell Metro Box Close Place Anytime
-    Greek Nord Loop Mall Gateway Crossroad New Brand Max Pro Plus Mini Ultra Prime Premier Classic
+    Greek Nord Loop Mall Gateway Crossroad New Brand Max Pro Plus Mini Ultra Prime Premier Classic Back
     """.split()  # noqa: SIM905
 )
 # Brands and products written like names ("Can Alexa order for me?", "Dyson V15", "Tesla Model 3").
@@ -113,7 +113,7 @@ def countries() -> frozenset[str]:
     words: set[str] = set()
     for region in LOCALE_DATA.values():
         parts = str(region.get("aa", "")).replace(",", "").split()
-        words.update(w for w in parts if w[:1].isupper() and (len(parts) == 1 or w not in raw))
+        words.update(w for w in parts if w[:1].isupper() and (len(parts) == 1 or name_key(w) not in raw))
     return frozenset(words)
 
 
@@ -156,6 +156,23 @@ def is_word(token: str) -> bool:
 def name_key(word: str) -> str:
     """How the census writes a name: "McDonald" and "O'Neil" are "Mcdonald" and "Oneil"."""
     return word.replace("'", "").replace("’", "").title()
+
+
+def ends_name(token: str) -> bool:
+    """A greeting, a title, a day or a brand: it ends a name even right after a cue."""
+    return token in NEVER_IN_NAME or token in BRANDS
+
+
+def is_country(token: str) -> bool:
+    return token in countries()
+
+
+def is_census_name(word: str) -> bool:
+    """Any census name, everyday words included ("Rose", "Will", "Bunce")."""
+    key = name_key(word)
+    return any(
+        key in _census(name, 0)[0] for name in ("dist.male.first", "dist.female.first", "dist.all.last")
+    )
 
 
 def is_first_name(word: str) -> bool:

@@ -16,7 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from kefu.safety.pii_en_lexicon import is_common, is_first_name, is_surname, is_word, listed, lowercase_words
+from kefu.safety.pii_en_lexicon import (
+    ends_name,
+    is_census_name,
+    is_common,
+    is_country,
+    is_first_name,
+    is_surname,
+    is_word,
+    listed,
+    lowercase_words,
+)
 
 _WORD = r"[^\W\d_]+(?:['’\-][^\W\d_]+)*"
 _TOKEN = re.compile(_WORD)
@@ -43,16 +53,33 @@ _NOT_AFTER_CUE = frozenset(
     """on in at is was not the a an and or but for to of as wrong misspelled spelt spelled missing
     different incorrect correct right still also""".split()  # noqa: SIM905
 )
-_MAX_WORDS = 4
+_MAX_WORDS = 5
+# Words that open a sentence after "Hi," without being a name: "Hi, My card…", "Hello, Just now…".
+_FUNCTION_WORDS = frozenset(
+    """my in just the a an i we you it this that can could please thanks thank so and but or is are was
+    not no yes ok okay also if when what why how where do does did have has had will would should am on
+    at for to of with from as by our your their there here some any all one me us back still now only
+    really very too already currently trying having going getting looking new sure fine glad happy
+    sorry unable""".split()  # noqa: SIM905
+)
 _CONTRACTION = re.compile(r"['’](?:m|ve|d|ll|re|t)$", re.IGNORECASE)
 # A run next to one of these is a company or a street, not a person ("Shepherd Ltd", "Gordon Terrace").
-_NOT_PERSON_NEXT = frozenset(
+_ORG_WORDS = frozenset(
     """Inc Ltd LLC LLP Corp Corporation Co Company Group Partners Associates Technologies Investments
     Holdings Bank Capital Insurance Solutions Systems Services Foundation University College School
-    Hospital Hotel Airlines Airport Orchestra Street St Str Road Rd Avenue Ave Lane Ln Drive Dr Way
-    Court Ct Place Pl Square Sq Terrace Close Gateway Boulevard Blvd Parkway Highway Crossroad Hill
-    Park Mall Loop Bypass Route Point Pass Harbor Turnpike Strasse Straße Gasse Weg Platz Allee Rue
-    Avenida Rua Via Calle Box Suite Apt Unit""".split()  # noqa: SIM905
+    Hospital Hotel Airlines Airport Orchestra""".split()  # noqa: SIM905
+)
+_STREET_WORDS = frozenset(
+    """Street St Str Road Rd Avenue Ave Lane Ln Drive Dr Way Court Ct Place Pl Square Sq Terrace Close
+    Gateway Boulevard Blvd Parkway Highway Crossroad Hill Park Mall Loop Bypass Route Point Pass Harbor
+    Turnpike Strasse Straße Gasse Weg Platz Allee Rue Avenida Rua Via Calle Box Suite Apt Unit""".split()  # noqa: SIM905
+)
+_UNITS = frozenset({"Box", "Suite", "Apt", "Unit"})
+_NOT_PERSON_NEXT = _ORG_WORDS | _STREET_WORDS
+# Name particles, kept inside a name when a capitalised word follows: "Veronica van der Voet".
+_PARTICLES = frozenset(
+    "van der den de da di du von le la del della dos das do bin ibn al ter ten af zu "  # noqa: SIM905
+    "Van Der Den De Da Di Du Von Le La Del Della Dos Das Do Bin Ibn Al Ter Ten".split()
 )
 
 
@@ -81,8 +108,15 @@ def _name_at(text: str, pos: int, *, lower_ok: bool) -> tuple[int, int] | None:
         return None
     first = text[tokens[0][0] : tokens[0][1]]
     if first[0].isupper():
-        kept = _leading_names(text, tokens, lenient=lower_ok)
-        if not kept or (not lower_ok and all(_is_plain_word(text[s:e]) for s, e in kept)):
+        kept = _leading_names(text, tokens, lenient=True)
+        words = [text[s:e] for s, e in kept]
+        if not kept or _shouting(words[0]) or (not lower_ok and words[0].lower() in _FUNCTION_WORDS):
+            return None
+        if not lower_ok and _next_word(text, kept[-1][1]) in _STREET_WORDS - _UNITS:
+            return None  # "this is Oak Street": a street, not a name
+        # after "I'm", "this is", "Hi": a name, not "I'm Sorry" or "this is Great" (one census name,
+        # or one word no dictionary has)
+        if not lower_ok and all(_is_plain_word(w) and not is_census_name(w) for w in words):
             return None
         return kept[0][0], kept[-1][1]
     if not lower_ok:
@@ -116,24 +150,44 @@ def _tokens_from(text: str, pos: int) -> list[tuple[int, int]]:
 def _leading_names(
     text: str, tokens: list[tuple[int, int]], *, lenient: bool = False
 ) -> list[tuple[int, int]]:
-    """The leading capitalised tokens (possessive 's cut off). A run stops at an ordinary word, except
-    right after a first name or an initial ("Theodore Marshall", "Ryan P Costa") or after a cue
-    (``lenient``), where only a place, an everyday word or a company/street word stops it."""
+    """The leading capitalised tokens (possessive 's cut off), particles kept between them.
+
+    Without a cue a run stops at an ordinary word, except right after a first name, an initial or a
+    particle ("Theodore Marshall", "Ryan P Costa", "van Lint"), where only a place, a brand or an
+    everyday word stops it. After a cue (``lenient``) only a greeting, a brand, a company word, or a
+    street word that follows no first name stops it: "My name is John Canada", "I'm Charlotte Park"."""
     kept: list[tuple[int, int]] = []
-    for start, end in tokens:
+    for index, (start, end) in enumerate(tokens):
         word = text[start:end]
-        if not word[0].isupper() or word.rstrip(".") in _NOT_PERSON_NEXT or _CONTRACTION.search(word):
+        if kept and word in _PARTICLES and _capitalised_next(text, tokens, index):
+            kept.append((start, end))
+            continue
+        if not word[0].isupper() or _CONTRACTION.search(word) or word.rstrip(".") in _ORG_WORDS:
             break
-        if kept and _is_plain_word(word) and not _name_part(word):
-            previous = text[kept[-1][0] : kept[-1][1]]
-            after_name = lenient or is_first_name(previous) or _name_part(previous)
-            if not after_name or is_common(word):
+        previous = text[kept[-1][0] : kept[-1][1]] if kept else ""
+        after_name = bool(previous) and (
+            is_first_name(previous) or _name_part(previous) or previous in _PARTICLES
+        )
+        if word.rstrip(".") in _STREET_WORDS and not (lenient and after_name):
+            break
+        if lenient:
+            if ends_name(word) or (not kept and is_country(word)):
                 break
+        elif kept and _is_plain_word(word) and not _name_part(word) and (not after_name or is_common(word)):
+            break
         possessive = _POSSESSIVE.search(word)
         kept.append((start, end - (2 if possessive else 0)))
         if possessive:
             break
     return kept
+
+
+def _capitalised_next(text: str, tokens: list[tuple[int, int]], index: int) -> bool:
+    """Whether a capitalised word follows the particles from ``index`` on ("van der Voet")."""
+    for start, end in tokens[index + 1 :]:
+        if text[start:end] not in _PARTICLES:
+            return text[start].isupper()
+    return False
 
 
 def _is_plain_word(word: str) -> bool:
@@ -186,7 +240,9 @@ def _judge(text: str, run: list[tuple[int, int]]) -> tuple[int, int] | None:
         if is_first_name(word) or (inside and is_surname(word)):
             return run[0]
         return None
-    if not is_first_name(words[0]) and any(_is_plain_word(w) for w in words if not _name_part(w)):
+    if not is_first_name(words[0]) and any(
+        _is_plain_word(w) for w in words if not _name_part(w) and w not in _PARTICLES
+    ):
         return None
     return run[0][0], run[-1][1]
 
