@@ -11,6 +11,10 @@ cue ("I live at", "address:") says it is an address. What follows on the same or
 (Apt./Suite/Unit, a town, a region code, a country, a postcode) joins the span. Military (PSC/Unit …
 Box) and P.O. boxes count too, and so do "the corner of A and B" crossings. Bare town or country
 names are left alone: they are not a person's address.
+
+``usaddress`` (a CRF address parser) was measured on presidio's dev half and left out: over whole
+messages R 0.288, P 0.460 and 6 of 2,000 Banking77 questions masked ("$1 charge"), against these
+rules' R 0.540, P 0.805 and none.
 """
 
 from __future__ import annotations

@@ -9,6 +9,12 @@ word (``pii_en_lexicon``) and no ordinary word: "Krisztián Szöllösy" (two wor
 or "James Sparks" (a first name, then a name) are names; "Apple Watch", "Will it ship",
 "May I", "Western Union" and "United Kingdom" are not. A single capitalised word is a name only when
 it is a census first name, or a census surname inside a sentence (never at its start).
+
+Measured on presidio's dev half and 2,000 Banking77 dev messages and left out: ``probablepeople``
+(a CRF name *parser*: it reads any capitalised run as a name — R 0.874, P 0.208, 1,352 of 2,000
+bank questions masked) and a single capitalised word no dictionary lists (R +0.05, P 0.76 -> 0.42:
+Mastercard, Netflix, Top-up). Known misses: a lone name no census lists and no cue introduces
+("Priya can see it"), lower-case names without a cue, names that are brands or countries.
 """
 
 from __future__ import annotations
