@@ -14,10 +14,10 @@ capitalises at the start of a sentence, in ``COMMON_WORDS``; rarer ones count as
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
+from importlib import resources, util
+from pathlib import Path
 
 from english_words import get_english_words_set
-from phonenumbers.geodata.locale import LOCALE_DATA
 
 _TOP_FIRST_MALE, _TOP_FIRST_FEMALE, _TOP_LAST = 600, 1200, 5000
 
@@ -85,16 +85,20 @@ PLACES = frozenset(
 
 
 @cache
-def _census(name: str, top: int) -> tuple[frozenset[str], frozenset[str]]:
-    """All names in one census list (title case), and those ranked ``top`` or better."""
-    every, best = set(), set()
+def _ranks(name: str) -> dict[str, int]:
+    """One census list: each name (title case) and its frequency rank."""
+    ranks = {}
     for line in (resources.files("names") / name).read_text(encoding="ascii").splitlines():
         parts = line.split()
         if len(parts) == 4:
-            every.add(parts[0].title())
-            if int(parts[3]) <= top:
-                best.add(parts[0].title())
-    return frozenset(every), frozenset(best)
+            ranks[parts[0].title()] = int(parts[3])
+    return ranks
+
+
+def _census(name: str, top: int) -> tuple[frozenset[str], frozenset[str]]:
+    """All names in one census list, and those ranked ``top`` or better."""
+    ranks = _ranks(name)
+    return frozenset(ranks), frozenset(n for n, rank in ranks.items() if rank <= top)
 
 
 @cache
@@ -103,15 +107,32 @@ def lowercase_words() -> frozenset[str]:
     return frozenset(w for w in get_english_words_set(["web2"], lower=False) if w.islower())
 
 
+def _locale_data() -> dict[str, dict[str, str]]:
+    """phonenumbers' region -> language -> country name table, loaded from its one module: importing it
+    the usual way (``phonenumbers.geodata.locale``) first loads every geocoding table (~0.4 s)."""
+    found = util.find_spec("phonenumbers")
+    if found is None or not found.submodule_search_locations:
+        raise RuntimeError("phonenumbers is not installed: install kefu's dependencies (pip install -e .).")
+    path = Path(next(iter(found.submodule_search_locations))) / "geodata" / "locale.py"
+    spec = util.spec_from_file_location("phonenumbers.geodata.locale", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(
+            f"Cannot load {path}: reinstall phonenumbers (pip install -e . --force-reinstall)."
+        )
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # its compiled copy in __pycache__, when Python wrote one
+    return dict(module.LOCALE_DATA)
+
+
 @cache
 def countries() -> frozenset[str]:
     """Country names of one word ("Uruguay", "Jordan") and the words of longer ones that are no
     census name ("United", "Kingdom", "Rica"; not "Costa", "Martin", "Vincent")."""
     raw = (
-        _census("dist.male.first", 0)[0] | _census("dist.female.first", 0)[0] | _census("dist.all.last", 0)[0]
+        _ranks("dist.male.first").keys() | _ranks("dist.female.first").keys() | _ranks("dist.all.last").keys()
     )
     words: set[str] = set()
-    for region in LOCALE_DATA.values():
+    for region in _locale_data().values():
         parts = str(region.get("aa", "")).replace(",", "").split()
         words.update(w for w in parts if w[:1].isupper() and (len(parts) == 1 or name_key(w) not in raw))
     return frozenset(words)
@@ -170,9 +191,7 @@ def is_country(token: str) -> bool:
 def is_census_name(word: str) -> bool:
     """Any census name, everyday words included ("Rose", "Will", "Bunce")."""
     key = name_key(word)
-    return any(
-        key in _census(name, 0)[0] for name in ("dist.male.first", "dist.female.first", "dist.all.last")
-    )
+    return any(key in _ranks(name) for name in ("dist.male.first", "dist.female.first", "dist.all.last"))
 
 
 def is_first_name(word: str) -> bool:
@@ -188,7 +207,11 @@ _INFLECTION = ("s", "es", "ed", "ing", "er", "ers", "ly")
 
 def listed(word: str, words: frozenset[str]) -> bool:
     """``word`` or its stem is a web2 lower-case word ("meals", "relaxing": web2 lists lemmas only)."""
-    return word in words or any(
-        word.endswith(end) and (word[: -len(end)] in words or word[: -len(end)] + "e" in words)
-        for end in _INFLECTION
-    )
+    if word in words:
+        return True
+    for end in _INFLECTION:
+        if word.endswith(end):
+            stem = word[: -len(end)]
+            if stem in words or stem + "e" in words:
+                return True
+    return False
