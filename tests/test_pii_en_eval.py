@@ -78,3 +78,23 @@ def test_on_the_shared_data_a_sample_of_each_half_is_scored() -> None:
         ("clinc150", "dev", 200),
         ("clinc150", "test", 200),
     ]
+
+
+def test_a_whole_address_mask_hides_gold_labelled_line_by_line() -> None:
+    from kefu.evals.pii import LABEL_MAP, EntitySet, score_records
+
+    text = "Send it to 14 Crown Street\nSuite 321\nLONDON please"
+    lines = ["14 Crown Street", "Suite 321", "LONDON"]
+    spans = [
+        {
+            "entity_type": "STREET_ADDRESS",
+            "start_position": text.index(v),
+            "end_position": text.index(v) + len(v),
+        }
+        for v in lines
+    ]
+    scored = score_records([{"full_text": text, "spans": spans}], LABEL_MAP, EntitySet("fixture", "fixture"))
+    address = next(s for s in scored.entities if s.label == "STREET_ADDRESS")
+    # one mask over all three lines: IoU < 0.5 with each line, yet every line is hidden from the model
+    assert (address.gold, address.predicted, address.found, address.hidden) == (3, 1, 0, 3)
+    assert address.recall == 0.0 and address.hidden_recall == 1.0

@@ -108,9 +108,15 @@ def _starts_block(text: str, match: re.Match[str]) -> bool:
 def _with_tail(text: str, end: int) -> int:
     for _ in range(_MAX_TAIL):
         tail = _TAIL.match(text, end)
-        if not tail or not _tail_ok(tail.group(0)):
+        if not tail:
             break
-        end = tail.end()
+        value = tail.group(0)
+        # "LONDON please": the town joins, the next words do not
+        while value and not _tail_ok(value):
+            value = value[: max(value.rstrip().rfind(" "), 0)]
+        if not value.strip(" .,\n>"):
+            break
+        end += len(value)
     return end
 
 
