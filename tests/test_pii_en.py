@@ -161,6 +161,7 @@ def test_a_bracket_around_a_number_stays_outside_its_mask(text: str, expected: s
     "text",
     [
         "order 2125550199 has not arrived",  # a valid-looking number after an order word
+        "order number 4155552671 is missing",
         "server 192.168.10.20 is down",
         "I was charged 1,250.00 on 12/05/2024",
     ],

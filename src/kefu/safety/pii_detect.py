@@ -64,6 +64,7 @@ _EXT = r"(?:[ ]?(?:转|ext\.?|x)[ ]?[0-9]{1,5})?"
 _IP_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _CONTEXT_WINDOW = 40
 _NOT_AFTER_WINDOW = 12
+_ORDER_WINDOW = 20  # "order number 4155552671": libphonenumber finds bare digit runs valid
 _DATE = re.compile(r"[0-9]{4}[./\-][0-9]{1,2}[./\-][0-9]{1,2}|[0-9]{1,2}[./\-][0-9]{1,2}[./\-][0-9]{2,4}")
 
 
@@ -325,7 +326,7 @@ def find_pii(text: str) -> list[Found]:
     candidates += [
         (end - start, 39, start, end, PiiType.PHONE)
         for start, end in find_valid_phones(text, [(c[2], c[3]) for c in candidates])
-        if not _ORDER_WORDS.search(text, max(0, start - _NOT_AFTER_WINDOW), start)
+        if not _ORDER_WORDS.search(text, max(0, start - _ORDER_WINDOW), start)
     ]
     candidates += [(end - start, 30, start, end, PiiType.ADDRESS) for start, end in find_addresses(text)]
     candidates += [
