@@ -56,27 +56,36 @@ def embed_texts(texts: list[str], cache_dir: Path) -> tuple[np.ndarray, str]:
     return (np.vstack(parts) if parts else vectors), embedder.name
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+def fit(
+    x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = STEPS, learning_rate: float = LEARNING_RATE
+) -> tuple[np.ndarray, float]:
     """Class-balanced, L2-regularised logistic regression by full-batch gradient descent."""
     x = x.astype(np.float64)
     weight = np.where(y == 1, 0.5 / max(y.sum(), 1), 0.5 / max((1 - y).sum(), 1))
     w, b = np.zeros(x.shape[1]), 0.0
-    for _ in range(STEPS):
+    for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
         g = weight * (p - y)
-        w -= LEARNING_RATE * (x.T @ g + L2 * w)
-        b -= LEARNING_RATE * float(g.sum())
+        w -= learning_rate * (x.T @ g + l2 * w)
+        b -= learning_rate * float(g.sum())
     return w, b
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, keys: list[str]) -> np.ndarray:
+def out_of_fold(
+    x: np.ndarray,
+    y: np.ndarray,
+    keys: list[str],
+    l2: float = L2,
+    steps: int = STEPS,
+    learning_rate: float = LEARNING_RATE,
+) -> np.ndarray:
     """Each row's probability from a model trained on the other folds (folds by stable hash of the row)."""
     import hashlib
 
     fold = np.array([hashlib.sha1(k.encode()).digest()[1] % FOLDS for k in keys])
     probs = np.zeros(len(y))
     for k in range(FOLDS):
-        w, b = fit(x[fold != k], y[fold != k])
+        w, b = fit(x[fold != k], y[fold != k], l2, steps, learning_rate)
         probs[fold == k] = 1.0 / (1.0 + np.exp(-(x[fold == k] @ w + b)))
     return probs
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +26,9 @@ from kefu.kb.chunking import (
 )
 from kefu.kb.documents import FaqEntry, SourceDocument
 from kefu.kb.types import Chunk
-from kefu.safety.injection import sanitize_source
+from kefu.safety.injection import inspect_source
 
+log = logging.getLogger(__name__)
 KeyKind = Literal["question", "passage"]
 _BOMS = ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 _CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r", "\f"}
@@ -44,6 +46,16 @@ class Pack:
     chunks: list[Chunk]
     keys: list[MatchKey]
     version: str  # short sha256 of every file's path and bytes
+    # sentences the injection guard took out of the documents, for the operator (one per document)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    doc_id: str
+    chunk_id: str
+    sentence: str  # as written, at most 200 characters
+    reason: str  # "hidden markup" | "pattern: <kind>" | "classifier p=0.93"
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -112,11 +124,14 @@ def build_pack(
     """Chunks and match keys of ``documents``: prose first, then FAQ entries, each in the given order."""
     chunks: list[Chunk] = []
     keys: list[MatchKey] = []
+    quarantined: dict[tuple[str, str], Quarantined] = {}
     for doc in documents:
         if doc.kind != "doc":
             continue
         for raw in chunk_markdown(doc.text, doc.doc_id, max_chars, overlap):
-            chunk = without_hidden_instructions(replace(raw, source=doc.source, updated_at=doc.updated_at))
+            chunk = without_hidden_instructions(
+                replace(raw, source=doc.source, updated_at=doc.updated_at), quarantined
+            )
             if not chunk.text.strip():
                 continue
             keys.append(MatchKey(len(chunks), f"{chunk.section}\n{chunk.text}", "passage"))
@@ -125,18 +140,39 @@ def build_pack(
     for doc in documents:
         for entry in doc.faqs:
             chunk, questions = _faq_chunk(entry, doc, seen)
-            chunk = without_hidden_instructions(chunk)
+            chunk = without_hidden_instructions(chunk, quarantined)
             keys.extend(MatchKey(len(chunks), q, "question") for q in questions)
             keys.append(MatchKey(len(chunks), chunk.text, "passage"))
             chunks.append(chunk)
-    return Pack(chunks=chunks, keys=keys, version=version)
+    return Pack(chunks=chunks, keys=keys, version=version, quarantined=list(quarantined.values()))
 
 
-def without_hidden_instructions(chunk: Chunk) -> Chunk:
-    """Indirect prompt injection: orders aimed at the model (HTML comments, hidden text, 「忽略以上规则…」)
-    never reach an index, a prompt, a citation or a verbatim FAQ answer."""
-    text = sanitize_source(chunk.text)
-    answer = sanitize_source(chunk.answer) if chunk.answer else chunk.answer
+def without_hidden_instructions(
+    chunk: Chunk, quarantined: dict[tuple[str, str], Quarantined] | None = None
+) -> Chunk:
+    """Indirect prompt injection: orders aimed at the model (HTML comments, hidden text, 「忽略以上规则…」,
+    paraphrased ones the source classifier recognises) never reach an index, a prompt, a citation or
+    a verbatim FAQ answer. Each removed sentence is logged once per document and added to
+    ``quarantined``."""
+    checks = [inspect_source(chunk.text)]
+    if chunk.answer:
+        checks.append(inspect_source(chunk.answer))
+    seen = quarantined if quarantined is not None else {}
+    for check in checks:
+        for removed in check.removed:
+            key = (chunk.doc_id, removed.text)
+            if key in seen:
+                continue
+            seen[key] = Quarantined(chunk.doc_id, chunk.id, removed.text, removed.reason)
+            log.warning(
+                "%s (chunk %s): instruction-like sentence removed (%s): %r",
+                chunk.doc_id,
+                chunk.id,
+                removed.reason,
+                removed.text,
+            )
+    text = checks[0].text
+    answer = checks[1].text if chunk.answer else chunk.answer
     if text == chunk.text and answer == chunk.answer:
         return chunk
     return replace(chunk, text=text, answer=answer)

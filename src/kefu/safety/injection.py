@@ -20,7 +20,9 @@ A strong pattern flags an attack on its own; weak cues count half. Ordinary requ
 
 A message no pattern flags goes to a second layer, an embedding classifier
 (``injection_classifier``), so paraphrased attacks are caught too: its verdict has kind
-``semantic``. Knowledge-base text (``sanitize_source``) is judged by the patterns only.
+``semantic``. Knowledge-base text (``sanitize_source``) is judged sentence by sentence: by the
+patterns, then by a classifier trained for instructions addressed to an AI inside a document
+(``injection_source``); ``inspect_source`` also says which sentences went and why.
 """
 
 from __future__ import annotations
@@ -31,15 +33,20 @@ from dataclasses import dataclass
 from kefu.safety.injection_classifier import classifier_probability
 from kefu.safety.injection_leak import leaks_prompt
 from kefu.safety.injection_rules import Rule, default_rules
+from kefu.safety.injection_source import instruction_flags
 from kefu.safety.injection_text import decoded_views, normalize, spaced_runs, strip_invisible
 
 __all__ = [
     "InjectionVerdict",
+    "RemovedSentence",
+    "SourceCheck",
     "detect_injection",
+    "inspect_source",
     "leaks_prompt",
     "pattern_verdict",
     "refusal_text",
     "sanitize_source",
+    "source_sentences",
 ]
 
 THRESHOLD = 1.0
@@ -139,24 +146,56 @@ def detect_injection(text: str) -> InjectionVerdict:
     return (semantic_verdict(*scored) if scored else None) or verdict
 
 
-def _aimed_at_model(sentence: str) -> bool:
-    if not sentence.strip():
-        return False
-    if default_rules().source_match(normalize(sentence)) is not None:
-        return True
+@dataclass(frozen=True)
+class RemovedSentence:
+    text: str  # as written (at most 200 characters)
+    reason: str  # "hidden markup" | "pattern: <kind>" | "classifier p=0.93"
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    text: str  # what may go into an index and a prompt
+    removed: tuple[RemovedSentence, ...]
+
+
+def source_sentences(text: str) -> list[str]:
+    """``text`` cut into the pieces ``sanitize_source`` judges; joined, they are ``text`` again."""
+    return _SENTENCE_END.split(text)
+
+
+def _pattern_reason(sentence: str) -> str | None:
+    normalized = normalize(sentence)
+    if default_rules().source_match(normalized) is not None:
+        return "pattern: aimed at the model"
     verdict = pattern_verdict(sentence)
-    return verdict.is_attack and verdict.kind in SOURCE_KINDS
+    return f"pattern: {verdict.kind}" if verdict.is_attack and verdict.kind in SOURCE_KINDS else None
 
 
-def sanitize_source(text: str) -> str:
+def inspect_source(text: str, semantic: bool = True) -> SourceCheck:
     """Knowledge-base text with hidden content and the sentences that give the model orders removed.
 
-    Hidden content is HTML comments, hidden elements, scripts and invisible characters; the
-    sentences kept are returned exactly as written (no normalisation), so citations still match."""
+    Hidden content is HTML comments, hidden elements, scripts and invisible characters; a sentence
+    goes when a pattern recognises it or (``semantic``) the source classifier scores it at or above
+    its threshold. The sentences kept are returned exactly as written (no normalisation), so
+    citations still match."""
+    removed: list[RemovedSentence] = []
     for block in _HIDDEN_BLOCKS:
+        removed += [RemovedSentence(m.group(0)[:200], "hidden markup") for m in block.finditer(text)]
         text = block.sub("", text)
-    kept = [s for s in _SENTENCE_END.split(strip_invisible(text)) if not _aimed_at_model(s)]
-    return "".join(kept).strip()
+    pieces = source_sentences(strip_invisible(text))
+    reasons = [_pattern_reason(p) if p.strip() else None for p in pieces]
+    if semantic:
+        open_ = [i for i, (p, r) in enumerate(zip(pieces, reasons, strict=True)) if r is None and p.strip()]
+        for i, (flagged, p) in zip(open_, instruction_flags([pieces[i] for i in open_]), strict=True):
+            reasons[i] = f"classifier p={p:.2f}" if flagged else None
+    removed += [RemovedSentence(p.strip()[:200], r) for p, r in zip(pieces, reasons, strict=True) if r]
+    kept = "".join(p for p, r in zip(pieces, reasons, strict=True) if r is None).strip()
+    return SourceCheck(kept, tuple(removed))
+
+
+def sanitize_source(text: str, semantic: bool = True) -> str:
+    """``inspect_source(text).text``: what of a knowledge-base text may go into a prompt."""
+    return inspect_source(text, semantic).text
 
 
 def refusal_text(lang: str) -> str:

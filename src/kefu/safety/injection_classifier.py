@@ -66,7 +66,9 @@ class InjectionClassifier:
         )
 
 
-def load_classifier(path: Path = DEFAULT_WEIGHTS) -> InjectionClassifier:
+def load_classifier(
+    path: Path = DEFAULT_WEIGHTS, retrain: str = "python scripts/train_injection_classifier.py"
+) -> InjectionClassifier:
     try:
         with np.load(path, allow_pickle=False) as data:
             return InjectionClassifier(
@@ -78,7 +80,7 @@ def load_classifier(path: Path = DEFAULT_WEIGHTS) -> InjectionClassifier:
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(
             f"cannot read the injection classifier at {path} ({exc}); restore it from git or "
-            "regenerate it with `python scripts/train_injection_classifier.py`."
+            f"regenerate it with `{retrain}`."
         ) from exc
 
 
