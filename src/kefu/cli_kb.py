@@ -133,8 +133,19 @@ def ingest(
     interval = None if interval_days is None else int(interval_days * 86400)
     with knowledge_service() as service, progress_bar() as progress:
         report = service.ingest(targets, register=register, interval_seconds=interval, progress=progress)
-        service.refresh(progress)  # embed now, so the server's next refresh is instant
+        kb = service.refresh(progress)  # embed now, so the server's next refresh is instant
     print_report(report, as_json)
+    if not as_json:
+        from rich.markup import escape
+
+        for q in kb.quarantined:
+            if q.doc_id in report.documents:
+                err.print(
+                    f"[yellow]![/yellow] {q.doc_id} chunk {q.chunk_id}: instruction-like sentence removed "
+                    f"({q.reason}): {escape(repr(q.sentence))} — edit the document if it is legitimate text",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     if report.errors:
         raise typer.Exit(1)
 

@@ -142,6 +142,7 @@ class KnowledgeBase:
     ) -> None:
         self.chunks: list[Chunk] = pack.chunks
         self.version = pack.version
+        self.quarantined = pack.quarantined  # sentences the injection guard removed (kb/loader.py)
         self.faq_direct_threshold = faq_direct_threshold
         self.grounded_threshold = grounded_threshold
         self.fusion: Fusion = fusion
