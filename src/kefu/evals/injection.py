@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from kefu.evals.injection_data import (
 from kefu.evals.injection_train import embed_texts
 from kefu.safety.injection import pattern_verdict, sanitize_source
 from kefu.safety.injection_classifier import InjectionClassifier, load_classifier
+
+if TYPE_CHECKING:
+    from kefu.evals.injection_source_eval import SourceGuardReport
 
 PER_SET = 600
 KB_DOCS = 200
@@ -59,11 +62,12 @@ class Rate:
     classifier: int = 0
     guard: int = 0
 
-    def add(self, by_patterns: bool, by_classifier: bool) -> None:
+    def add(self, by_patterns: bool, by_classifier: bool, by_guard: bool | None = None) -> None:
+        """``by_guard``: when the layers together differ from either alone (several sentences)."""
         self.n += 1
         self.patterns += by_patterns
         self.classifier += by_classifier
-        self.guard += by_patterns or by_classifier
+        self.guard += (by_patterns or by_classifier) if by_guard is None else by_guard
 
     def line(self) -> str:
         def pct(k: int) -> str:
@@ -109,6 +113,7 @@ class InjectionReport:
     kb_docs_altered: tuple[int, int]  # ordinary documents sanitize_source changed, of n
     sources: list[SourceStatus]
     notes: list[str]
+    source_guard: SourceGuardReport | None = None  # planted KB instructions and real KB text
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +139,9 @@ class InjectionReport:
             )
             out += [f"    missed: {m}" for m in r.missed]
         altered, total = self.kb_docs_altered
-        out.append(f"  ordinary KB documents altered by sanitize_source: {altered}/{total}")
+        out.append(f"  ordinary KB documents altered by sanitize_source's patterns: {altered}/{total}")
+        if self.source_guard is not None:
+            out += self.source_guard.lines()
         out += ["", "INDEPENDENT COLLECTIONS (injection_sources.yaml)"]
         out += [
             f"  {s.name}: {s.rows} rows — {s.provenance}{'; ' + s.note if s.note else ''}"
@@ -206,7 +213,7 @@ def _indirect_report(name: str, docs: list[IndirectDoc]) -> IndirectReport:
 
 def _kb_altered(data: Path, limit: int | None) -> tuple[int, int]:
     docs = kb_documents(data, limit)
-    return sum(sanitize_source(text) != text.strip() for _name, text in docs), len(docs)
+    return sum(sanitize_source(text, semantic=False) != text.strip() for _name, text in docs), len(docs)
 
 
 NOTES = [
@@ -216,8 +223,9 @@ NOTES = [
     "  half is unseen only by the classifier. From now on the patterns may be tuned on its dev half only.",
     "* held-out (written here): paraphrases written in this project, never used to tune the patterns; the",
     "  classifier trained on the dev half. Independent public collections were used for nothing but this.",
-    "* KB path: sanitize_source runs on every chunk when documents are loaded (kb/loader.py), patterns only;",
-    "  replies that reproduce the system prompt are caught by leaks_prompt (dialog/knowledge.py).",
+    "* KB path: sanitize_source runs on every chunk when documents are loaded (kb/loader.py): patterns, then",
+    "  the source classifier (injection_source.npz) on each sentence; the INDIRECT lines above use both.",
+    "  Replies that reproduce the system prompt are caught by leaks_prompt (dialog/knowledge.py).",
 ]
 
 
@@ -229,6 +237,8 @@ def run_injection_eval(
     kb_docs: int | None = KB_DOCS,
     progress: Callable[[str], None] = lambda line: None,
 ) -> InjectionReport:
+    from kefu.evals.injection_source_eval import run_source_eval
+
     message_sets = customer_sets(data)  # first: a wrong --data fails before minutes of embedding
     classifier = load_classifier()
     own, held = suite_attacks(), heldout_attacks()
@@ -275,8 +285,12 @@ def run_injection_eval(
     indirect = []
     for name, docs in (("own suite (kb)", suite_indirect()), ("held-out", heldout_indirect())):
         for channel in sorted({d.channel for d in docs}):
-            indirect.append(
-                _indirect_report(f"{name} [{channel}]", [d for d in docs if d.channel == channel])
-            )
+            for split in ("dev", "test"):  # the source classifier trained on the dev halves
+                in_half = [d for d in docs if d.channel == channel and d.split == split]
+                indirect.append(_indirect_report(f"{name} [{channel}] {split}", in_half))
     meta = {**classifier.meta, "threshold": classifier.threshold}
-    return InjectionReport(meta, reports, customers, indirect, _kb_altered(data, kb_docs), sources, NOTES)
+    progress("scoring knowledge-base text: planted instructions and real documents")
+    source_guard = run_source_eval(data, cache_dir)
+    return InjectionReport(
+        meta, reports, customers, indirect, _kb_altered(data, kb_docs), sources, NOTES, source_guard
+    )
