@@ -18,6 +18,7 @@ from kefu.config import Settings
 from kefu.llm.base import ChatRequest
 from kefu.llm.testing import ScriptedModel
 from kefu.safety.injection import refusal_text, sanitize_source
+from kefu.safety.injection_classifier import use_classifier
 
 POISONED_ZH = """# 退货说明
 
@@ -140,6 +141,25 @@ def test_a_paraphrased_instruction_in_a_document_never_reaches_the_model(
     assert "签收后 7 天内，商品未使用、包装完好，可以申请七天无理由退货。" in received
     assert "退货运费由顾客承担，质量问题除外。" in received
     assert "两年内随时退货" not in received and "自动答复的智能系统" not in received
+
+
+def test_with_the_classifier_off_a_paraphrased_instruction_is_only_left_to_the_patterns(
+    make_settings: Callable[..., Settings], model: ScriptedModel, tmp_path: Path
+):
+    """KEFU_INJECTION_CLASSIFIER=off applies to the documents loaded at start-up too (before the first
+    build), so this test shows what the second layer adds."""
+    kb = tmp_path / "paraphrased_kb"
+    shutil.copytree(MINI_KB, kb)
+    (kb / "docs" / "returns.md").write_text(PARAPHRASED_ZH, encoding="utf-8")
+    try:
+        settings = make_settings(kb_dir=kb, injection_classifier=False)
+        with TestClient(create_app(settings, model=model)) as client:
+            conversation = new_conversation(client)
+            model.enqueue("签收后 7 天内可以申请七天无理由退货 [1]。")
+            ask(client, conversation, "七天无理由退货有什么条件？运费谁出？")
+        assert "两年内随时退货" in system_text(model)
+    finally:
+        use_classifier(True)
 
 
 class EchoingModel(ScriptedModel):

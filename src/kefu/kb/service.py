@@ -198,6 +198,14 @@ class KnowledgeService:
             directory=index_dir / "vectors",
             database_url=vector_url,
         )
+        from kefu.safety.injection_classifier import use_classifier
+        from kefu.safety.injection_source import CACHE_FILE as SOURCE_CACHE_FILE
+        from kefu.safety.injection_source import use_source_cache
+
+        # documents are guarded as they load (kb/loader.py): KEFU_INJECTION_CLASSIFIER decides before the
+        # first build whether the source classifier runs, and its sentence vectors live beside the index's
+        use_classifier(settings.injection_classifier)
+        use_source_cache(index_dir / SOURCE_CACHE_FILE)
         return cls(
             settings,
             KbStore(engine),
