@@ -26,7 +26,7 @@ from kefu.kb.chunking import (
 )
 from kefu.kb.documents import FaqEntry, SourceDocument
 from kefu.kb.types import Chunk
-from kefu.safety.injection import inspect_source
+from kefu.safety.injection import inspect_source, prime_sources
 
 log = logging.getLogger(__name__)
 KeyKind = Literal["question", "passage"]
@@ -125,25 +125,27 @@ def build_pack(
     chunks: list[Chunk] = []
     keys: list[MatchKey] = []
     quarantined: dict[tuple[str, str], Quarantined] = {}
-    for doc in documents:
-        if doc.kind != "doc":
-            continue
-        for raw in chunk_markdown(doc.text, doc.doc_id, max_chars, overlap):
-            chunk = without_hidden_instructions(
-                replace(raw, source=doc.source, updated_at=doc.updated_at), quarantined
-            )
-            if not chunk.text.strip():
-                continue
-            keys.append(MatchKey(len(chunks), f"{chunk.section}\n{chunk.text}", "passage"))
-            chunks.append(chunk)
+    prose = [
+        replace(raw, source=doc.source, updated_at=doc.updated_at)
+        for doc in documents
+        if doc.kind == "doc"
+        for raw in chunk_markdown(doc.text, doc.doc_id, max_chars, overlap)
+    ]
     seen: dict[str, str] = {}
-    for doc in documents:
-        for entry in doc.faqs:
-            chunk, questions = _faq_chunk(entry, doc, seen)
-            chunk = without_hidden_instructions(chunk, quarantined)
-            keys.extend(MatchKey(len(chunks), q, "question") for q in questions)
-            keys.append(MatchKey(len(chunks), chunk.text, "passage"))
-            chunks.append(chunk)
+    faqs = [_faq_chunk(entry, doc, seen) for doc in documents for entry in doc.faqs]
+    # every sentence judged in one batch: the chunk-by-chunk checks below find them remembered
+    prime_sources([c.text for c in prose] + [t for c, _q in faqs for t in (c.text, c.answer or "")])
+    for raw in prose:
+        chunk = without_hidden_instructions(raw, quarantined)
+        if not chunk.text.strip():
+            continue
+        keys.append(MatchKey(len(chunks), f"{chunk.section}\n{chunk.text}", "passage"))
+        chunks.append(chunk)
+    for faq, questions in faqs:
+        chunk = without_hidden_instructions(faq, quarantined)
+        keys.extend(MatchKey(len(chunks), q, "question") for q in questions)
+        keys.append(MatchKey(len(chunks), chunk.text, "passage"))
+        chunks.append(chunk)
     return Pack(chunks=chunks, keys=keys, version=version, quarantined=list(quarantined.values()))
 
 

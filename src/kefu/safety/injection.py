@@ -44,6 +44,7 @@ __all__ = [
     "inspect_source",
     "leaks_prompt",
     "pattern_verdict",
+    "prime_sources",
     "refusal_text",
     "sanitize_source",
     "source_sentences",
@@ -191,6 +192,17 @@ def inspect_source(text: str, semantic: bool = True) -> SourceCheck:
     removed += [RemovedSentence(p.strip()[:200], r) for p, r in zip(pieces, reasons, strict=True) if r]
     kept = "".join(p for p, r in zip(pieces, reasons, strict=True) if r is None).strip()
     return SourceCheck(kept, tuple(removed))
+
+
+def prime_sources(texts: list[str]) -> None:
+    """Score every sentence of ``texts`` with the source classifier in one batch (batches embed faster
+    than one chunk at a time); ``inspect_source`` then finds each probability remembered."""
+    pieces: list[str] = []
+    for text in texts:
+        for block in _HIDDEN_BLOCKS:
+            text = block.sub("", text)
+        pieces += [p for p in source_sentences(strip_invisible(text)) if p.strip()]
+    instruction_flags(list(dict.fromkeys(pieces)))
 
 
 def sanitize_source(text: str, semantic: bool = True) -> str:
