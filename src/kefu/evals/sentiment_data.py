@@ -30,6 +30,40 @@ from kefu.safety.sentiment_zh import ZhSentimentModel
 REVIEWS = Path("chinese_sentiment/online_shopping_10_cats.csv")
 NEUTRAL = Path("bq_corpus/dev_half.tsv")
 AFQMC = Path("afqmc/dev_half.jsonl")
+DIALOGUE = Path("dialogflow_zh")
+# Dialogflow small-talk intents (Chinese translations), mapped by their names to what the customer
+# feels about the agent. Other moods (sad, lonely, tired: the customer's own, not about the service)
+# and greetings are left out; the support intents (contacts, about, …) are plain questions.
+DIALOGUE_NEGATIVE = frozenset(
+    f"smalltalk.{n}"
+    for n in (
+        [
+            "agent.annoying",
+            "agent.bad",
+            "agent.boring",
+            "agent.crazy",
+            "appraisal.bad",
+            "dialog.wrong",
+            "user.angry",
+        ]
+    )
+)
+DIALOGUE_POSITIVE = frozenset(
+    f"smalltalk.{n}"
+    for n in [
+        "agent.beautiful",
+        "agent.clever",
+        "agent.funny",
+        "agent.good",
+        "appraisal.good",
+        "appraisal.thank_you",
+        "appraisal.well_done",
+        "user.likes_agent",
+        "user.loves_agent",
+        "user.happy",
+        "user.excited",
+    ]
+)
 DEMO_FAQ = Path(__file__).parents[1] / "demo_shop" / "faq" / "faq_zh.json"
 CS_MESSAGES = Path(__file__).with_name("sentiment_cs.yaml")
 HELD_OUT_BUCKETS = 5  # 1 in 5 held out
@@ -115,6 +149,36 @@ def load_afqmc(eval_dir: Path) -> list[str]:
             if str(row.get(key) or "").strip():
                 texts.setdefault(str(row[key]).strip())
     return list(texts)
+
+
+@dataclass(frozen=True)
+class DialogueMessage:
+    intent: str
+    label: str  # negative | positive | neutral
+    text: str
+
+
+def load_dialogue(eval_dir: Path) -> list[DialogueMessage]:
+    """Chat-style messages from ``dialogflow_zh`` (never trained on): small-talk utterances about the
+    agent, labelled by intent (``DIALOGUE_NEGATIVE`` / ``DIALOGUE_POSITIVE``), and the support intents'
+    plain questions (neutral; ``support.problem`` and ``support.feedback`` left out). [] when absent."""
+    out: list[DialogueMessage] = []
+    for part in ("small-talk", "support"):
+        path = eval_dir / DIALOGUE / part / "data.json"
+        if not path.is_file():
+            continue
+        rows = json.loads(path.read_text(encoding="utf-8"))["rasa_nlu_data"]["common_examples"]
+        for row in rows:
+            intent, text = str(row.get("intent") or ""), str(row.get("text") or "").strip()
+            if not text:
+                continue
+            if intent in DIALOGUE_NEGATIVE:
+                out.append(DialogueMessage(intent, "negative", text))
+            elif intent in DIALOGUE_POSITIVE:
+                out.append(DialogueMessage(intent, "positive", text))
+            elif part == "support" and not intent.startswith(("support.problem", "support.feedback")):
+                out.append(DialogueMessage(intent, "neutral", text))
+    return out
 
 
 def shop_questions(faq_path: Path = DEMO_FAQ) -> dict[str, list[str]]:

