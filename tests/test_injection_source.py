@@ -158,7 +158,9 @@ def test_kb_ingest_tells_the_operator_which_sentence_it_removed(
     warnings = [line for line in result.stderr.splitlines() if "instruction-like sentence removed" in line]
     assert len(warnings) == 2, result.stderr
     assert "exchanges.md" in warnings[0] and "classifier p=" in warnings[0]
-    assert "notice.md" in warnings[1] and "pattern" in warnings[1] and notice in warnings[1]  # shown as written
+    assert (
+        "notice.md" in warnings[1] and "pattern" in warnings[1] and notice in warnings[1]
+    )  # shown as written
     assert all("edit the document if it is legitimate text" in w for w in warnings)
     found = CliRunner().invoke(app, ["kb", "search", "free overnight delivery exchanges", "--json"])
     assert planted not in found.stdout and before in found.stdout
