@@ -112,6 +112,10 @@ def test_customer_service_dev_messages_are_read_sensibly() -> None:
         ("你们是不是骗子", "negative"),
         ("等了三天还没发货，急死了", "negative"),
         ("怎么退货", "neutral"),
+        ("你真没用", "negative"),  # 没用: "useless" at the end of a clause …
+        ("输入多次验证码都没用", "negative"),
+        ("商品没用过可以退吗", "neutral"),  # … "not used" before a verb or 过/上: a return question
+        ("没用绑定信用卡可以贷款嘛", "neutral"),
     ],
 )
 def test_customer_service_cues(text: str, label: str) -> None:

@@ -49,7 +49,7 @@ _ZH_NEGATIVE = (
     "耐心已经|赶紧|快点|马上给我|行不行|猴年马月|"
     # scolding the agent (added after the dialogue set's first score, which had 白痴 and 没用 among its
     # misses: see kefu eval sentiment's provenance)
-    "傻|白痴|弱智|智障|脑残|废物|蠢|没有?用(?![过上完掉到着])|一点用都没|听不懂人话|答非所问|有病"
+    "傻|白痴|弱智|智障|脑残|废物|蠢|没有?用(?=[啊呀的了吧嘛呢哦啦！!。，,？?~…\\s]|$)|一点用都没|听不懂人话|答非所问|有病"
 )
 # Words that name a complaint procedure: a complaint when stated, neutral in a question about
 # the procedure (「投诉应该找哪个部门」, 「差评可以修改吗」).
