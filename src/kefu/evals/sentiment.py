@@ -63,7 +63,7 @@ class Sizes:
         None  # in-domain held-out reviews (None: the folds' rows, domain_test per category)
     )
     domain_test: int = 500  # held-out rows of the left-out category per fold
-    plain: int | None = 1000  # AFQMC questions scored (a seeded sample; None: all ~4.3k)
+    plain: int | None = None  # AFQMC questions scored (a seeded sample; None: all ~4.3k)
     leave_one_out: bool = True
 
 
@@ -516,7 +516,12 @@ def run_sentiment_eval(
     afqmc = _sample(load_afqmc(eval_dir), sizes.plain, "afqmc")
     if afqmc:
         report.neutral_sets.append(
-            _score_neutral("AFQMC questions", "afqmc/dev_half.jsonl (seeded sample)", afqmc, embed=embed)
+            _score_neutral(
+                "AFQMC questions",
+                "afqmc/dev_half.jsonl" if sizes.plain is None else "afqmc/dev_half.jsonl (seeded sample)",
+                afqmc,
+                embed=embed,
+            )
         )
     dialogue = load_dialogue(eval_dir)
     if dialogue:
