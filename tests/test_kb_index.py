@@ -166,3 +166,24 @@ def test_top_k_matches_a_stable_full_sort():
         scores = rng.integers(0, 5, size=200).astype(float)  # many ties at every boundary
         for k in (1, 4, 17, 199, 200, 500):
             assert top_k(scores, k) == [int(i) for i in np.argsort(-scores, kind="stable")[:k]], (trial, k)
+
+
+@pytest.mark.parametrize(
+    ("redacted", "plain"),
+    [
+        (
+            "Hi, I'm [姓名_2], I live at [地址_2]. How long do refunds take?",
+            "Hi, I'm, I live at. How long do refunds take?",
+        ),
+        ("我叫[姓名_1]，住[地址_1]，电话[手机号_1]，耳机保修多久？", "我叫，住，电话，耳机保修多久？"),
+    ],
+)
+def test_pii_placeholders_are_left_out_of_the_search(
+    demo_kb: KnowledgeBase, redacted: str, plain: str
+) -> None:
+    """A redacted question finds what the question without its placeholders finds: 「[地址_2]」 must not
+    pull in the chunks about changing an address (it did, in an English question, before)."""
+    with_placeholders, without = demo_kb.search(redacted), demo_kb.search(plain)
+    assert [h.chunk.id for h in with_placeholders.hits] == [h.chunk.id for h in without.hits]
+    assert with_placeholders.decision == without.decision
+    assert not any("修改地址" in h.chunk.text for h in with_placeholders.hits[:1])

