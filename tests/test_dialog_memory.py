@@ -1,3 +1,5 @@
+import pytest
+
 from kefu.dialog.language import detect_language
 from kefu.dialog.memory import SUMMARY_MAX_CHARS, is_follow_up, remember, retrieval_query
 from kefu.dialog.router import route
@@ -50,3 +52,20 @@ def test_language_and_small_talk_routing():
     assert route("好的") == "ack" and route("确认。") == "ack" and route("OK") == "ack"
     assert route("好的，那运费多少") == "knowledge" and route("可以开发票吗") == "knowledge"
     assert route("thanks, but where is my parcel?") == "knowledge"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Thanks, that was really helpful!", "thanks"),  # answered "no reliable answer" before
+        ("thank you so much", "thanks"),
+        ("谢谢你的帮助，问题解决了", "thanks"),
+        ("非常感谢！", "thanks"),
+        ("谢谢，那运费怎么算？", "knowledge"),
+        ("感谢你们的快递太慢了", "knowledge"),
+        ("谢谢，我还想问一下退货", "knowledge"),
+        ("谢谢" + "，" * 3000 + "退货", "knowledge"),  # a long run of punctuation: no regex blow-up
+    ],
+)
+def test_thanks_with_its_usual_tail_is_small_talk(text: str, expected: str) -> None:
+    assert route(text) == expected

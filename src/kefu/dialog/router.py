@@ -15,7 +15,13 @@ _GREETING = re.compile(
     re.IGNORECASE,
 )
 _THANKS = re.compile(
-    r"^\s*(谢谢|多谢|感谢|好的谢谢|ok谢谢|thanks|thank you|thx)[\s!！。.,，~～了啊呀你您]*$",
+    r"^\s*(非常|十分|太)?(谢谢|多谢|感谢|好的谢谢|ok谢谢|thanks|thank you|thx|many thanks)(你|您)?(的帮助|帮忙)?"
+    # a thanks with its usual tail: 「谢谢你的帮助，问题解决了」, "Thanks, that was really helpful!" (each
+    # part of the tail is a word, never only punctuation: no backtracking blow-up on a long run of it)
+    r"([\s!！。.,，~～]*((问题)?(已经)?(解决了|懂了|明白了)|啦|哈|so much|a lot|very much"
+    r"|for (your|the|all the|all your) help|(that|this|it) (was|is|'s) (really |very |so )?"
+    r"(helpful|great|perfect|clear))){0,3}"
+    r"[\s!！。.,，~～了啊呀你您]*$",
     re.IGNORECASE,
 )
 # 「好的」「确认」「收到」, "ok": an acknowledgement — small talk unless a flow is waiting for an answer
