@@ -85,7 +85,14 @@ def load_classifier(
 
 
 class ClassifierLayer:
-    """The loaded classifier and embedder, or the reason they are unavailable (logged once)."""
+    """The loaded classifier and embedder, or the reason they are unavailable (logged once).
+
+    A subclass names its own weights, retrain command and what the guard falls back to
+    (``injection_source.SourceLayer``: the knowledge-base side)."""
+
+    what = "injection classifier"
+    fallback = "only the patterns guard messages"
+    retrain = "python scripts/train_injection_classifier.py"
 
     def __init__(self, path: Path = DEFAULT_WEIGHTS) -> None:
         self.path = path
@@ -95,8 +102,11 @@ class ClassifierLayer:
         self.enabled = True
         self.embedder: QueryEmbedder | None = None  # None → kefu.kb.embeddings.shared_embedder()
 
+    def is_enabled(self) -> bool:
+        return self.enabled
+
     def get(self) -> tuple[InjectionClassifier, QueryEmbedder] | None:
-        if not self.enabled or self._failed:
+        if not self.is_enabled() or self._failed:
             return None
         with self._lock:
             if self._ready is None and not self._failed:
@@ -107,22 +117,21 @@ class ClassifierLayer:
         from kefu.kb.embeddings import shared_embedder
 
         try:
-            classifier = load_classifier(self.path)
+            classifier = load_classifier(self.path, self.retrain)
             embedder = self.embedder or shared_embedder()
             if classifier.meta.get("embedder") != embedder.name:
                 raise ConfigError(
-                    f"the injection classifier was trained on {classifier.meta.get('embedder')!r} vectors, "
-                    f"not {embedder.name!r}; retrain it with `python scripts/train_injection_classifier.py`"
+                    f"the {self.what} was trained on {classifier.meta.get('embedder')!r} vectors, "
+                    f"not {embedder.name!r}; retrain it with `{self.retrain}`"
                 )
             return classifier, embedder
         except (ConfigError, ModelUnavailable) as exc:
-            self._failed = True
-            log.warning("injection classifier off, only the patterns guard messages: %s", exc)
+            self.fail(exc)
             return None
 
     def fail(self, exc: Exception) -> None:
         self._failed = True
-        log.warning("injection classifier off, only the patterns guard messages: %s", exc)
+        log.warning("%s off, %s: %s", self.what, self.fallback, exc)
 
 
 LAYER = ClassifierLayer()  # the process's layer: one classifier, the shared embedder

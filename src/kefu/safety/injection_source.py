@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from kefu.errors import ConfigError, ModelUnavailable
+from kefu.errors import ModelUnavailable
 from kefu.safety.injection_classifier import LAYER as MESSAGE_LAYER
-from kefu.safety.injection_classifier import MAX_CHARS, InjectionClassifier, QueryEmbedder, load_classifier
+from kefu.safety.injection_classifier import MAX_CHARS, ClassifierLayer, QueryEmbedder
 from kefu.safety.injection_text import normalize
 
 if TYPE_CHECKING:
@@ -54,50 +53,26 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("KEFU_CACHE_DIR") or default())
 
 
-class SourceLayer:
-    """The source classifier, its embedder and caches, or why they are unavailable (logged once)."""
+class SourceLayer(ClassifierLayer):
+    """The source classifier, its embedder and caches, or why they are unavailable (logged once); on
+    and off with the message layer (``KEFU_INJECTION_CLASSIFIER``)."""
+
+    what = "source classifier"
+    fallback = "only the patterns guard knowledge-base text"
+    retrain = RETRAIN
 
     def __init__(self, path: Path = DEFAULT_WEIGHTS) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._ready: tuple[InjectionClassifier, QueryEmbedder] | None = None
-        self._failed = False
-        self.embedder: QueryEmbedder | None = None  # None → kefu.kb.embeddings.shared_embedder()
+        super().__init__(path)
         self.cache_path: Path | None = None  # None → <KEFU_CACHE_DIR or ~/.cache/kefu>/source_guard.sqlite
         self._memo: dict[str, float] = {}
+
+    def is_enabled(self) -> bool:
+        return MESSAGE_LAYER.enabled
 
     @property
     def threshold(self) -> float | None:
         ready = self.get()
         return ready[0].threshold if ready else None
-
-    def get(self) -> tuple[InjectionClassifier, QueryEmbedder] | None:
-        if not MESSAGE_LAYER.enabled or self._failed:
-            return None
-        with self._lock:
-            if self._ready is None and not self._failed:
-                self._ready = self._load()
-        return self._ready
-
-    def _load(self) -> tuple[InjectionClassifier, QueryEmbedder] | None:
-        from kefu.kb.embeddings import shared_embedder
-
-        try:
-            classifier = load_classifier(self.path, RETRAIN)
-            embedder = self.embedder or shared_embedder()
-            if classifier.meta.get("embedder") != embedder.name:
-                raise ConfigError(
-                    f"the source classifier was trained on {classifier.meta.get('embedder')!r} vectors, "
-                    f"not {embedder.name!r}; retrain it with `{RETRAIN}`"
-                )
-            return classifier, embedder
-        except (ConfigError, ModelUnavailable) as exc:
-            self._fail(exc)
-            return None
-
-    def _fail(self, exc: Exception) -> None:
-        self._failed = True
-        log.warning("source classifier off, only the patterns guard knowledge-base text: %s", exc)
 
     def _vectors(self, embedder: QueryEmbedder, texts: list[str]) -> np.ndarray:
         from kefu.kb.embeddings import EmbeddingCache, embed_cached
@@ -119,7 +94,7 @@ class SourceLayer:
             try:
                 probs = classifier.probabilities(self._vectors(embedder, missing))
             except ModelUnavailable as exc:
-                self._fail(exc)
+                self.fail(exc)
                 return None
             with self._lock:
                 if len(self._memo) + len(missing) > MEMO_SIZE:
