@@ -83,6 +83,17 @@ def client(make_settings: Callable[..., Settings], model: ScriptedModel) -> Iter
         yield test_client
 
 
+@contextmanager
+def faq_shop(
+    make_settings: Callable[..., Settings], model: ScriptedModel, kb: Path, faq: list[dict[str, Any]]
+) -> Iterator[TestClient]:
+    """The real app on a knowledge base of just ``faq`` (written to ``kb``), with the demo order system."""
+    (kb / "faq").mkdir(parents=True)
+    (kb / "faq" / "faq.json").write_text(json.dumps(faq, ensure_ascii=False), encoding="utf-8")
+    with TestClient(create_app(make_settings(kb_dir=kb, demo_erp=True), model=model)) as client:
+        yield client
+
+
 def new_conversation(client: TestClient) -> str:
     response = client.post("/v1/conversations", json={"channel": "web"})
     assert response.status_code == 201, response.text

@@ -5,7 +5,6 @@ order lookup uses the identifiers the message already holds, and nobody is shown
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import new_conversation
-from kefu.api.app import create_app
+from conftest import faq_shop, new_conversation
 from kefu.config import Settings
 from kefu.dialog.router import route, wants_to_complain
 from kefu.llm.testing import ScriptedModel
@@ -45,10 +43,7 @@ INTERNAL = re.compile(r"outcome=|reason=|[a-z]+_[a-z_]+|\{|\}|\bslots?\.")
 def shop(
     make_settings: Callable[..., Settings], model: ScriptedModel, tmp_path: Path
 ) -> Iterator[TestClient]:
-    kb = tmp_path / "kb"
-    (kb / "faq").mkdir(parents=True)
-    (kb / "faq" / "faq.json").write_text(json.dumps(FAQ, ensure_ascii=False), encoding="utf-8")
-    with TestClient(create_app(make_settings(kb_dir=kb, demo_erp=True), model=model)) as client:
+    with faq_shop(make_settings, model, tmp_path / "kb", FAQ) as client:
         yield client
 
 

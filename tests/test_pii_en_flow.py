@@ -3,15 +3,13 @@ the order system gets the address the customer typed, from the conversation's va
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import new_conversation
-from kefu.api.app import create_app
+from conftest import faq_shop, new_conversation
 from kefu.config import Settings
 from kefu.llm.testing import ScriptedModel
 
@@ -22,11 +20,12 @@ NEW_ADDRESS = "1234 Oak Street, Apt 5, Springfield, IL 62704"
 def shop(
     make_settings: Callable[..., Settings], model: ScriptedModel, tmp_path: Path
 ) -> Iterator[TestClient]:
-    kb = tmp_path / "kb"
-    (kb / "faq").mkdir(parents=True)
-    faq = [{"id": "ship", "question": "Which courier do you use?", "answer": "ZTO by default."}]
-    (kb / "faq" / "faq.json").write_text(json.dumps(faq), encoding="utf-8")
-    with TestClient(create_app(make_settings(kb_dir=kb, demo_erp=True), model=model)) as client:
+    with faq_shop(
+        make_settings,
+        model,
+        tmp_path / "kb",
+        [{"id": "ship", "question": "Which courier do you use?", "answer": "ZTO by default."}],
+    ) as client:
         yield client
 
 

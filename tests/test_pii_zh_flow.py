@@ -4,7 +4,6 @@ reads (only that: the stored reply keeps the placeholder)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import new_conversation
-from kefu.api.app import create_app
+from conftest import faq_shop, new_conversation
 from kefu.config import Settings
 from kefu.llm.testing import ScriptedModel
 
@@ -24,11 +22,12 @@ NEW_ADDRESS = "上海市浦东新区世纪大道 200 号 3 楼"
 def shop(
     make_settings: Callable[..., Settings], model: ScriptedModel, tmp_path: Path
 ) -> Iterator[TestClient]:
-    kb = tmp_path / "kb"
-    (kb / "faq").mkdir(parents=True)
-    faq = [{"id": "ship", "question": "发什么快递？", "answer": "默认中通快递。"}]
-    (kb / "faq" / "faq.json").write_text(json.dumps(faq, ensure_ascii=False), encoding="utf-8")
-    with TestClient(create_app(make_settings(kb_dir=kb, demo_erp=True), model=model)) as client:
+    with faq_shop(
+        make_settings,
+        model,
+        tmp_path / "kb",
+        [{"id": "ship", "question": "发什么快递？", "answer": "默认中通快递。"}],
+    ) as client:
         yield client
 
 
