@@ -1,4 +1,5 @@
-"""The address flow through the whole assistant: the model and the log see [地址_1], the order system
+"""The address flow through the whole assistant, in Chinese and in English (a name and a street address):
+the model and the log see [地址_1] (and [姓名_1]), the order system
 gets the address the customer typed, from the conversation's vault, and so does the reply the customer
 reads (only that: the stored reply keeps the placeholder)."""
 
@@ -31,20 +32,41 @@ def shop(
         yield client
 
 
-def test_a_new_address_reaches_the_order_system_but_is_stored_redacted(shop: TestClient) -> None:
+EN_ADDRESS = "1234 Oak Street, Apt 5, Springfield, IL 62704"
+CASES = {
+    # the customer's messages; the address the order system must get; what the stored user message holds;
+    # what no stored message may hold (the first: the address, which the confirmation shows the customer)
+    "zh": (
+        ("我要改地址", "XP1016", "9002", NEW_ADDRESS, "是"),
+        NEW_ADDRESS,
+        "[地址_1]",
+        (NEW_ADDRESS, "世纪大道"),
+    ),
+    "en": (
+        ("I need to change my address", "XP1016", "9002", f"Sarah Johnson, {EN_ADDRESS}", "yes"),
+        f"Sarah Johnson, {EN_ADDRESS}",
+        "[姓名_1], [地址_1]",
+        (EN_ADDRESS, "Oak Street", "Johnson"),
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(CASES))
+def test_a_new_address_reaches_the_order_system_but_is_stored_redacted(shop: TestClient, lang: str) -> None:
+    messages, typed, placeholder, secrets = CASES[lang]
     conversation = new_conversation(shop)
     replies = []
-    for text in ("我要改地址", "XP1016", "9002", NEW_ADDRESS, "是"):
+    for text in messages:
         response = shop.post(f"/v1/conversations/{conversation}/messages", json={"content": text})
         assert response.status_code == 200, response.text
         replies.append(response.json()["message"]["content"])
     # the customer reads their own address in the confirmation; everything stored holds the placeholder
-    assert NEW_ADDRESS in replies[3] and "[地址_1]" not in replies[3]
+    assert secrets[0] in replies[3] and "[地址_1]" not in replies[3]
     orders = shop.app.state.runtime.assistant.flows.orders  # type: ignore[attr-defined]
-    assert orders.get_order("XP1016").address == NEW_ADDRESS
+    assert orders.get_order("XP1016").address == typed
     stored = shop.get(f"/v1/conversations/{conversation}/messages").json()["data"]
-    assert all("世纪大道" not in m["content"] for m in stored), stored
-    assert "[地址_1]" in [m["content"] for m in stored if m["role"] == "user"]
+    assert all(secret not in m["content"] for m in stored for secret in secrets), stored
+    assert placeholder in [m["content"] for m in stored if m["role"] == "user"]
     confirmation = [m["content"] for m in stored if m["role"] == "assistant"][3]
     assert "[地址_1]" in confirmation
 
