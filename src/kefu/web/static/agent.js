@@ -483,7 +483,14 @@
     const source = new EventSource(url);
     state.source = source;
     setLive("connecting");
-    source.onopen = () => { if (state.source === source) { setLive("live"); refreshQueue(); } };
+    // The stream's headers can reach us before the server has subscribed it: a change made in between
+    // (a ticket filed right as the console connects) comes by no event, so look again a moment later.
+    source.onopen = () => {
+      if (state.source !== source) return;
+      setLive("live");
+      refreshQueue();
+      setTimeout(() => { if (state.source === source) refreshQueue(); }, 1500);
+    };
     source.onerror = () => {
       if (state.source !== source) return;
       setLive("polling");
